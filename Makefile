@@ -1,0 +1,47 @@
+# pivotrl-jax: `make demo` runs the main job end to end on CPU; `make test` runs the full suite.
+PYTHON ?= python3
+VENV ?= .venv
+SGLANG_VENV ?= .venv-sglang
+BIN := $(VENV)/bin
+REQS := requirements.txt $(wildcard requirements-extra.txt) setup.cfg pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint format bench sglang-env notebooks clean
+
+install: $(VENV)/.installed
+
+# Re-runs only when a requirements file changes; a second `make install` installs nothing.
+$(VENV)/.installed: $(REQS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -r requirements.txt $(addprefix -r ,$(wildcard requirements-extra.txt))
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+demo: install
+	$(BIN)/pivotrl demo --config=configs/demo.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The real SGLang server (CPU build) used by the `sglang` test tier; idempotent.
+sglang-env:
+	bash launch/sglang_cpu_env.sh $(SGLANG_VENV)
+
+test: install lint sglang-env
+	PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python $(BIN)/python -m pytest -q --timeout=1800 $(PYTEST_ARGS)
+
+# Quick local loop: skips the slow tier and the SGLang server tier.
+test-fast: install
+	PIVOTRL_SKIP_SGLANG=1 $(BIN)/python -m pytest -q -m "not slow and not sglang" $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(SGLANG_VENV) .pytest_cache .ruff_cache build *.egg-info
