@@ -1,0 +1,49 @@
+"""Functional reward verifiers: is a sampled action as good as the demonstrated one?
+
+Importing this package registers every verifier in `VERIFIERS`; `build_verifier(name, **params)`
+makes one and `run_verifier` runs it under a time limit. See docs/verifiers.md.
+"""
+
+from pivotrl_jax.rewards import (
+    chain,
+    exact,
+    judge,
+    schema_check,
+    shell,
+    similarity,
+    tool_call,
+)
+from pivotrl_jax.rewards.actions import Action, ToolCall, parse_action, parse_completion
+from pivotrl_jax.rewards.base import (
+    VERIFIERS,
+    Verifier,
+    VerifyResult,
+    VerifyState,
+    build_verifier,
+)
+from pivotrl_jax.rewards.runner import VerifierStats, run_verifier
+from pivotrl_jax.rewards.sandbox import SANDBOXES, CommandSandbox, SandboxResult
+
+__all__ = [
+    "SANDBOXES",
+    "VERIFIERS",
+    "Action",
+    "CommandSandbox",
+    "SandboxResult",
+    "ToolCall",
+    "Verifier",
+    "VerifierStats",
+    "VerifyResult",
+    "VerifyState",
+    "build_verifier",
+    "chain",
+    "exact",
+    "judge",
+    "parse_action",
+    "parse_completion",
+    "run_verifier",
+    "schema_check",
+    "shell",
+    "similarity",
+    "tool_call",
+]
