@@ -29,8 +29,10 @@ from typing import Any, Literal
 
 ActionKind = Literal["message", "tool_calls", "invalid"]
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_OPEN, _CLOSE = "<think>", "</think>"
+_CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"\s*")
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,19 @@ def canonical_json(value: Any) -> str:
 
 
 def strip_reasoning(text: str) -> str:
-    """Remove `<think>...</think>` blocks; text before a lone `</think>` is reasoning too, and so
-    is everything after an unclosed `<think>` (a completion cut off while thinking)."""
-    if "</think>" in text or "<think>" in text:
-        text = _THINK_BLOCK.sub("", text)
-        if "</think>" in text:
-            text = text.rsplit("</think>", 1)[1]
-        if "<think>" in text:
-            text = text.split("<think>", 1)[0]
+    """Remove the leading reasoning: a text that starts with `<think>` loses everything up to the
+    first `</think>` (all of it when unclosed: a completion cut off while thinking); otherwise a
+    `</think>` before any `<tool_call>` ends reasoning whose opening tag was in the prompt (the
+    Qwen3 thinking form). Tags later in the text (say, inside an argument) are content."""
+    head = text.lstrip()
+    if head.startswith(_OPEN):
+        end = head.find(_CLOSE)
+        return "" if end < 0 else head[end + len(_CLOSE) :]
+    end = text.find(_CLOSE)
+    if end >= 0:
+        first_call = text.find(_CALL_OPEN)
+        if first_call < 0 or end < first_call:
+            return text[end + len(_CLOSE) :]
     return text
 
 
@@ -133,14 +140,35 @@ def make_call(name: Any, arguments: Any) -> ToolCall | str:
     return ToolCall(name=name.strip(), arguments=decoded)
 
 
-def _call_from_block(body: str) -> ToolCall | str:
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return "call_invalid_json"
+def _call_from_object(obj: Any) -> ToolCall | str:
     if not isinstance(obj, dict):
         return "call_not_object"
     return make_call(obj.get("name"), obj.get("arguments", obj.get("parameters")))
+
+
+def _split_calls(text: str) -> tuple[str, list[ToolCall | str]] | str:
+    """(text outside the blocks, one call or reason per block), or the reason the blocks do not
+    close. Each block body is decoded as one JSON value, so a `</tool_call>` inside an argument
+    string does not end the block."""
+    rest, calls, pos = [], [], 0
+    while (start := text.find(_CALL_OPEN, pos)) >= 0:
+        rest.append(text[pos:start])
+        body = _SPACE.match(text, start + len(_CALL_OPEN)).end()
+        try:
+            obj, end = _DECODER.raw_decode(text, body)
+            end = _SPACE.match(text, end).end()
+            call = _call_from_object(obj)
+        except ValueError:
+            end, call = body, "call_invalid_json"
+        if not text.startswith(_CALL_CLOSE, end):
+            close = text.find(_CALL_CLOSE, end)
+            if close < 0:
+                return "unclosed_tool_call"
+            end, call = close, "call_invalid_json"
+        calls.append(call)
+        pos = end + len(_CALL_CLOSE)
+    rest.append(text[pos:])
+    return "".join(rest), calls
 
 
 def _collect(text: str, calls: list[ToolCall | str]) -> Action:
@@ -160,14 +188,12 @@ def _collect(text: str, calls: list[ToolCall | str]) -> Action:
 def parse_completion(text: str) -> Action:
     """Raw completion text -> Action (Hermes `<tool_call>` blocks; the rest is the message)."""
     text = strip_reasoning(text)
-    if "<tool_call>" not in text:
-        if "</tool_call>" in text:
-            return invalid("unopened_tool_call")
-        return _collect(text, [])
-    calls = [_call_from_block(m.group(1)) for m in _TOOL_CALL.finditer(text)]
-    rest = _TOOL_CALL.sub("", text)
-    if "<tool_call>" in rest or "</tool_call>" in rest:
-        return invalid("unclosed_tool_call")
+    split = _split_calls(text)
+    if isinstance(split, str):
+        return invalid(split)
+    rest, calls = split
+    if _CALL_CLOSE in rest:
+        return invalid("unopened_tool_call")
     return _collect(rest, calls)
 
 
