@@ -8,7 +8,7 @@ DOMAINS.get(name).verifier               VerifierSpec(name, params) for pivotrl_
 DOMAINS.get(name).acceptable             (history, expected, candidate) -> bool, by execution
 """
 
-from pivotrl_jax.envs import terminal
+from pivotrl_jax.envs import ood, terminal, tool_use
 from pivotrl_jax.envs.base import Domain, EpisodeResult, Policy, VerifierSpec
 from pivotrl_jax.envs.domains import DOMAINS, expert_policy, generate_tasks
 from pivotrl_jax.envs.episode import run_episode
@@ -23,6 +23,8 @@ __all__ = [
     "expert_policy",
     "generate_sft",
     "generate_tasks",
+    "ood",
     "run_episode",
     "terminal",
+    "tool_use",
 ]

@@ -1,0 +1,223 @@
+"""Tool-use tasks: a shop world, a scripted user, the goal database and the answer, if any.
+
+`make_task(session)` is deterministic. A kind (registered in `KINDS`) picks a customer, phrases
+the request from seeded templates, lists the user's later replies (a confirmation before any
+change), and computes the goal by editing a copy of the database directly, never through the
+tools, so that the goal is an independent reference for the tools' semantics.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pivotrl_jax.envs.sessions import task_rng
+from pivotrl_jax.envs.tool_use.world import CITIES, DB, STREETS, copy_db, functional, make_world
+from pivotrl_jax.registry import Registry
+
+DOMAIN = "tool_use"
+CONFIRMATIONS = ("Yes, please go ahead.", "Yes, do it.", "Yes please.", "That's right, go ahead.")
+CANCEL_REASONS = ("I ordered it by mistake", "I no longer need it", "I found it cheaper elsewhere")
+REFUND_REASONS = ("it arrived damaged", "it stopped working", "it is not what I expected")
+
+
+@dataclass(frozen=True)
+class ToolUseTask:
+    id: str
+    session: int
+    kind: str
+    user_turns: tuple[str, ...]  # the request, then the scripted replies to assistant messages
+    world: DB  # initial database; never changed (environments copy it)
+    goal: Any  # functional(database) when the task is done
+    answer: str | None  # text the final message must contain (questions)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    domain: str = DOMAIN
+
+    @property
+    def instruction(self) -> str:
+        return self.user_turns[0]
+
+
+@dataclass(frozen=True)
+class KindDraw:
+    user_turns: tuple[str, ...]
+    goal: DB
+    params: dict[str, Any]
+    answer: str | None = None
+
+
+KINDS: Registry[Callable[[random.Random, DB], KindDraw]] = Registry("tool-use task kind")
+
+
+def make_task(session: int) -> ToolUseTask:
+    rng = task_rng(DOMAIN, session)
+    kind = rng.choice(KINDS.names())
+    db = make_world(rng)
+    draw = KINDS.get(kind)(rng, db)
+    return ToolUseTask(
+        id=f"{DOMAIN}-{session}",
+        session=session,
+        kind=kind,
+        user_turns=draw.user_turns,
+        world=db,
+        goal=functional(draw.goal),
+        answer=draw.answer,
+        params=draw.params,
+    )
+
+
+def identify(rng: random.Random, customer: dict[str, Any]) -> tuple[str, list[str]]:
+    """How the user introduces themself, and which identifiers that gives."""
+    name, email = customer["name"], customer["email"]
+    return rng.choice(
+        [
+            (f"I'm {name}.", ["name"]),
+            (f"My email is {email}.", ["email"]),
+            (f"This is {name}, {email}.", ["name", "email"]),
+            (f"I am {name} and my email is {email}.", ["name", "email"]),
+        ]
+    )
+
+
+def _pick_order(rng: random.Random, db: DB, status: str) -> tuple[dict, dict]:
+    """A random customer's order, set to `status` (the world is part of the task)."""
+    order = db["orders"][rng.choice(sorted(db["orders"]))]
+    order["status"] = status
+    return db["customers"][order["customer_id"]], order
+
+
+def _base(customer: dict, given: list[str], order: dict | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"customer_id": customer["customer_id"], "given": given}
+    if order is not None:
+        params |= {"order_id": order["order_id"], "product": order["items"][0]}
+    return params
+
+
+def _new_address(rng: random.Random, customer: dict) -> tuple[str, str]:
+    while True:
+        street = f"{rng.randint(1, 99)} {rng.choice(STREETS.split('|'))}"
+        city = rng.choice(CITIES.split("|"))
+        if (street, city) != (customer["address"]["street"], customer["address"]["city"]):
+            return street, city
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions
+
+
+@KINDS.register("order_status")
+def order_status(rng: random.Random, db: DB) -> KindDraw:
+    order = db["orders"][rng.choice(sorted(db["orders"]))]
+    customer = db["customers"][order["customer_id"]]
+    who, given = identify(rng, customer)
+    product = order["items"][0]
+    ask = rng.choice(
+        [
+            f"What is the status of my {product} order?",
+            f"Can you tell me where my order with the {product} is?",
+            f"Has my {product} order shipped yet?",
+        ]
+    )
+    turns = (rng.choice(["", "Hi! ", "Hello. "]) + f"{who} {ask}",)
+    params = _base(customer, given, order)
+    return KindDraw(turns, copy_db(db), params, answer=order["status"])
+
+
+@KINDS.register("total_spent")
+def total_spent(rng: random.Random, db: DB) -> KindDraw:
+    customer = db["customers"][rng.choice(sorted(db["customers"]))]
+    who, given = identify(rng, customer)
+    total = sum(db["orders"][o]["total"] for o in customer["order_ids"])
+    ask = rng.choice(
+        [
+            "How much have I spent on all my orders together?",
+            "What is the total of all my orders?",
+            "Can you add up the cost of my orders for me?",
+        ]
+    )
+    turns = (f"{who} {ask}",)
+    return KindDraw(
+        turns, copy_db(db), _base(customer, given) | {"total": total}, answer=str(total)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Changes (the user confirms once when asked)
+
+
+@KINDS.register("cancel_order")
+def cancel_order(rng: random.Random, db: DB) -> KindDraw:
+    customer, order = _pick_order(rng, db, "pending")
+    who, given = identify(rng, customer)
+    product, reason = order["items"][0], rng.choice(CANCEL_REASONS)
+    ask = rng.choice(
+        [
+            f"Please cancel my order for the {product}, {reason}.",
+            f"I want to cancel the {product} order because {reason}.",
+            f"Could you cancel my {product} order? {reason.capitalize()}.",
+        ]
+    )
+    goal = copy_db(db)
+    goal["orders"][order["order_id"]]["status"] = "cancelled"
+    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    return KindDraw(turns, goal, _base(customer, given, order) | {"reason": reason})
+
+
+@KINDS.register("refund_order")
+def refund_order(rng: random.Random, db: DB) -> KindDraw:
+    customer, order = _pick_order(rng, db, "delivered")
+    who, given = identify(rng, customer)
+    product, reason = order["items"][0], rng.choice(REFUND_REASONS)
+    ask = rng.choice(
+        [
+            f"I want a refund for the {product}, {reason}.",
+            f"My {product} order came but {reason}. Can I get my money back?",
+            f"Please refund my {product} order because {reason}.",
+        ]
+    )
+    goal = copy_db(db)
+    goal["orders"][order["order_id"]]["status"] = "refunded"
+    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    return KindDraw(turns, goal, _base(customer, given, order) | {"reason": reason})
+
+
+@KINDS.register("update_address")
+def update_address(rng: random.Random, db: DB) -> KindDraw:
+    customer = db["customers"][rng.choice(sorted(db["customers"]))]
+    who, given = identify(rng, customer)
+    street, city = _new_address(rng, customer)
+    ask = rng.choice(
+        [
+            f"I moved. Please change my address to {street}, {city}.",
+            f"Can you update my address? The new one is {street} in {city}.",
+            f"My new address is {street}, {city}. Please update it.",
+        ]
+    )
+    goal = copy_db(db)
+    goal["customers"][customer["customer_id"]]["address"] = {"street": street, "city": city}
+    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    return KindDraw(turns, goal, _base(customer, given) | {"street": street, "city": city})
+
+
+@KINDS.register("cancel_and_move")
+def cancel_and_move(rng: random.Random, db: DB) -> KindDraw:
+    customer, order = _pick_order(rng, db, "pending")
+    who, given = identify(rng, customer)
+    street, city = _new_address(rng, customer)
+    product, reason = order["items"][0], rng.choice(CANCEL_REASONS)
+    ask = rng.choice(
+        [
+            f"Two things: please cancel my {product} order, {reason}, and change my address "
+            f"to {street}, {city}.",
+            f"I moved to {street}, {city}, so please update my address. Also cancel the "
+            f"{product} order, {reason}.",
+        ]
+    )
+    goal = copy_db(db)
+    goal["orders"][order["order_id"]]["status"] = "cancelled"
+    goal["customers"][customer["customer_id"]]["address"] = {"street": street, "city": city}
+    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    params = _base(customer, given, order) | {"reason": reason, "street": street, "city": city}
+    return KindDraw(turns, goal, params)
