@@ -1,0 +1,153 @@
+"""Records on disk: JSON dicts in ArrayRecord shards, written atomically.
+
+A folder holds `<prefix>-00000-of-00003.array_record`, ... Shards are written under
+temporary names and renamed only when every shard is complete, so a crash never leaves a
+set of shards that looks whole; older shards of the same prefix are removed on commit.
+Every stage (extraction, profiling, selection) uses the same `write_records` /
+`read_records`; a record is any JSON-serialisable dict (by convention with `schema_version`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from array_record.python import array_record_module
+
+SUFFIX = ".array_record"
+DEFAULT_SHARD_SIZE = 1000
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    return json.loads(raw)
+
+
+def _final_name(prefix: str, index: int, count: int) -> str:
+    return f"{prefix}-{index:05d}-of-{count:05d}{SUFFIX}"
+
+
+class ShardWriter:
+    """Writes records into shards of `shard_size` under temporary names; `commit()` renames.
+
+    Used as a context manager, an exception aborts (removes the temporary shards).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        prefix: str = "records",
+    ):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.shard_size, self.prefix = shard_size, prefix
+        self.count = 0
+        self._temps: list[Path] = []
+        self._writer = None
+        self._in_shard = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._writer is None:
+            tmp = self.dir / f".{self.prefix}-{len(self._temps):05d}{SUFFIX}.tmp"
+            self._temps.append(tmp)
+            self._writer = array_record_module.ArrayRecordWriter(str(tmp), "group_size:1")
+            self._in_shard = 0
+        self._writer.write(encode(record))
+        self.count += 1
+        self._in_shard += 1
+        if self._in_shard == self.shard_size:
+            self._close_current()
+
+    def _close_current(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def commit(self) -> list[Path]:
+        """Rename the shards to their final names and remove stale shards of this prefix."""
+        self._close_current()
+        n = len(self._temps)
+        finals = [self.dir / _final_name(self.prefix, i, n) for i in range(n)]
+        for tmp, final in zip(self._temps, finals):
+            os.replace(tmp, final)
+        keep = set(finals)
+        for old in shard_paths(self.dir, self.prefix, check_complete=False):
+            if Path(old) not in keep:
+                os.unlink(old)
+        self._temps = []
+        return finals
+
+    def abort(self) -> None:
+        self._close_current()
+        for tmp in self._temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._temps = []
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def write_records(
+    out_dir: str | os.PathLike,
+    records: Iterable[dict[str, Any]],
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    prefix: str = "records",
+) -> list[Path]:
+    """Write all `records` atomically; returns the shard paths in order."""
+    with ShardWriter(out_dir, shard_size, prefix) as w:
+        for r in records:
+            w.write(r)
+        return w.commit()
+
+
+def shard_paths(
+    in_dir: str | os.PathLike, prefix: str = "records", check_complete: bool = True
+) -> list[str]:
+    """The shard files of `prefix` in `in_dir`, in order; checks that none is missing."""
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d{{5}})-of-(\d{{5}}){re.escape(SUFFIX)}$")
+    found = []
+    for name in sorted(os.listdir(in_dir)):
+        m = pattern.match(name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), str(Path(in_dir) / name)))
+    if check_complete and found:
+        counts = {n for _, n, _ in found}
+        if len(counts) != 1 or [i for i, _, _ in found] != list(range(counts.pop())):
+            raise ValueError(f"incomplete or mixed shard set in {in_dir}: {[p for *_, p in found]}")
+    return [p for *_, p in found]
+
+
+def read_records(in_dir: str | os.PathLike, prefix: str = "records") -> Iterator[dict[str, Any]]:
+    """Every record of every shard of `prefix` in `in_dir`, in write order."""
+    for path in shard_paths(in_dir, prefix):
+        reader = array_record_module.ArrayRecordReader(path)
+        try:
+            for raw in reader.read_all():
+                yield decode(raw)
+        finally:
+            reader.close()
+
+
+def count_records(in_dir: str | os.PathLike, prefix: str = "records") -> int:
+    total = 0
+    for path in shard_paths(in_dir, prefix):
+        reader = array_record_module.ArrayRecordReader(path)
+        total += reader.num_records()
+        reader.close()
+    return total
