@@ -21,7 +21,12 @@ from pivotrl_jax import config as config_lib
 from pivotrl_jax.errors import PivotError
 
 # command name -> module path
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "convert": "pivotrl_jax.commands.convert",
+    "score": "pivotrl_jax.commands.score",
+    "select": "pivotrl_jax.commands.select",
+    "verify": "pivotrl_jax.commands.verify",
+}
 
 
 def _summary(module_path: str) -> str:
