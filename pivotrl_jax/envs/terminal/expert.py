@@ -199,7 +199,8 @@ def _find_word(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
 def _count_lines(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
     p, rows = task.params["path"], task.params["rows"]
     q, empty = path(rng, p), rng.choice(['""', "''"])
-    out = [
+    out = maybe(rng, 0.4, f"ls {path(rng, p.rsplit('/', 1)[0])}")
+    out += [
         rng.choice(
             [
                 f"wc -l {q}",
@@ -219,7 +220,8 @@ def _count_lines(task: TerminalTask, rng: random.Random) -> tuple[list[str], str
 def _count_matches(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
     p, word, count = task.params["path"], task.params["word"], task.params["count"]
     q, w = path(rng, p), quote(rng, word)
-    out = [
+    out = maybe(rng, 0.4, f"ls {path(rng, p.rsplit('/', 1)[0])}")
+    out += [
         rng.choice(
             [f"grep -c {w} {q}", f"grep {w} {q} | wc -l", f"grep {w} {q}", f"grep -n {w} {q}"]
         )

@@ -3,7 +3,7 @@
 A word remembers which of its `*?[` characters were unquoted, so `'*.log'` stays literal while
 `logs/*.log` expands. `parse` turns a command line into a chain of pipelines of simple commands;
 it raises `ShellSyntaxError` on what this shell does not read (unclosed quotes, a lone `&`,
-a redirect without a target, an empty command between operators).
+a redirect without a target, an empty command between operators, a trailing backslash).
 
 >>> chain = parse("mkdir -p 'a b' && mv logs/*.log archive/ > out.txt")
 >>> [(op, [[w.text for w in c.argv] for c in p]) for op, p in chain]
@@ -90,11 +90,11 @@ def tokenize(line: str) -> list[Word | str]:
                 raise ShellSyntaxError("unterminated double quote")
             in_word, i = True, i + 1
         elif c == "\\":
-            if i + 1 < n:
-                text.append(line[i + 1])
-                pattern.append(_escape(line[i + 1]))
-                in_word = True
-            i += 2
+            if i + 1 == n:
+                raise ShellSyntaxError("nothing to escape after a trailing backslash")
+            text.append(line[i + 1])
+            pattern.append(_escape(line[i + 1]))
+            in_word, i = True, i + 2
         elif c in "&|;<>":
             flush()
             op = next((o for o in _OPERATORS if line.startswith(o, i)), None)

@@ -1,0 +1,155 @@
+"""Terminal domain: experts succeed, states rebuild from messages, acceptability by execution."""
+
+import json
+
+import pytest
+
+from pivotrl_jax.envs import DOMAINS, generate_sft, generate_tasks, run_episode
+from pivotrl_jax.envs.terminal import TerminalSandbox, acceptable, make_task, replay
+from pivotrl_jax.envs.terminal.env import TerminalEnv, observation
+from pivotrl_jax.envs.terminal.shell import Shell
+from pivotrl_jax.rewards import build_verifier
+from pivotrl_jax.rewards.actions import parse_action
+from pivotrl_jax.rewards.base import VerifyState
+
+TRAJECTORIES = generate_sft("terminal", 300, seed=3)
+
+
+def _cmd(command: str) -> dict:
+    call = {"name": "run_command", "arguments": json.dumps({"command": command})}
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "c", "type": "function", "function": call}],
+    }
+
+
+def _turns(traj):
+    """(history, assistant message) for every assistant turn."""
+    msgs = traj["messages"]
+    return [(msgs[:k], m) for k, m in enumerate(msgs) if m["role"] == "assistant"]
+
+
+def test_every_expert_trajectory_replays_to_success():
+    kinds = set()
+    for traj in TRAJECTORIES:
+        task = make_task(traj["metadata"]["session"])
+        steps = [m for _, m in _turns(traj)]
+        result = run_episode(
+            task, lambda msgs, tools, s=steps: s[sum(m["role"] == "assistant" for m in msgs)]
+        )
+        assert result.success, traj["id"]
+        assert result.messages == traj["messages"]
+        kinds.add(task.kind)
+    assert kinds == {
+        "archive_files",
+        "append_line",
+        "backup_dir",
+        "clean_tmp",
+        "count_lines",
+        "count_matches",
+        "find_word",
+        "make_file",
+        "rename_file",
+    }
+
+
+def test_doing_nothing_fails_change_tasks_and_wrong_answers_fail_questions():
+    for task in generate_tasks("terminal", 60, seed=1):
+        if task.answer is None:
+            assert task.goal != task.initial.tree()
+            assert not run_episode(task, lambda m, t: "Done.").success
+        else:
+            assert not run_episode(task, lambda m, t: "The answer is 1000.").success
+
+
+def test_sandbox_rebuilds_the_live_state_and_reproduces_observations():
+    for traj in TRAJECTORIES[:120]:
+        task = make_task(traj["metadata"]["session"])
+        live = TerminalEnv(task)
+        msgs = traj["messages"]
+        for k, m in enumerate(msgs):
+            if m["role"] != "assistant" or not m.get("tool_calls"):
+                continue
+            box = TerminalSandbox(msgs[:k])
+            assert box.shell.fs.digest() == live.shell.fs.digest()
+            command = json.loads(m["tool_calls"][0]["function"]["arguments"])["command"]
+            ran = box.run(command)
+            assert ran.output == msgs[k + 1]["content"]  # the recorded tool result
+            live.step(m)
+            assert ran.state_digest == live.shell.fs.digest()
+
+
+def test_replay_needs_a_session():
+    with pytest.raises(ValueError, match="Session"):
+        replay([{"role": "system", "content": "no id"}])
+
+
+def test_expected_actions_are_acceptable_and_harmful_ones_are_not():
+    checked = 0
+    for traj in TRAJECTORIES[:150]:
+        task = make_task(traj["metadata"]["session"])
+        for history, m in _turns(traj):
+            assert acceptable(history, m, m)
+            if m.get("tool_calls"):
+                assert not acceptable(history, m, _cmd("rm -rf ~"))
+                assert not acceptable(history, m, {"role": "assistant", "content": "Done."})
+            elif task.answer is not None:
+                assert not acceptable(history, m, "I could not find it.")
+            checked += 1
+    assert checked > 400
+
+
+def _state_before(kind: str, first_command_prefix: str):
+    for traj in TRAJECTORIES:
+        if traj["metadata"]["kind"] != kind:
+            continue
+        for history, m in _turns(traj):
+            if m.get("tool_calls"):
+                cmd = json.loads(m["tool_calls"][0]["function"]["arguments"])["command"]
+                if cmd.startswith(first_command_prefix):
+                    return make_task(traj["metadata"]["session"]), history, m
+    raise AssertionError(f"no {kind} state with {first_command_prefix!r}")
+
+
+def test_archive_move_alternatives():
+    task, history, expected = _state_before("archive_files", "mv ")
+    src, dst, ext, moved = (task.params[k] for k in ("src", "dst", "ext", "moved"))
+    _, shell = replay(history)
+    assert shell.fs.cwd == "/home/user" and shell.fs.is_dir(f"/home/user/{dst}")
+    good = [
+        f"mv {src}/*{ext} {dst}",
+        f"mv {' '.join(f'/home/user/{src}/{n}' for n in moved)} ~/{dst}/",
+    ]
+    bad = [f"cp {src}/*{ext} {dst}", f"mv {src}/{moved[0]} {dst}", f"mv {src} {dst}", f"ls {src}"]
+    assert all(acceptable(history, expected, _cmd(c)) for c in good)
+    assert not any(acceptable(history, expected, _cmd(c)) for c in bad)
+
+
+def test_lookup_alternatives_need_the_expected_information():
+    task, history, _ = _state_before("find_word", "grep ")
+    d, word = task.params["dir"], task.params["word"]
+    lines = _cmd(f"grep -r {word} {d}")
+    names_only = _cmd(f"grep -rl {word} {d}")
+    numbered = _cmd(f"grep -rn {word} {d}")
+    assert acceptable(history, names_only, lines)
+    assert acceptable(history, lines, numbered)
+    assert not acceptable(history, lines, names_only)  # lacks the matching line's text
+
+
+def test_shell_verifier_uses_the_registered_sandbox():
+    task, history, expected = _state_before("archive_files", "mv ")
+    src, dst, ext = (task.params[k] for k in ("src", "dst", "ext"))
+    verifier = build_verifier(
+        **{"name": DOMAINS.get("terminal").verifier.name, **DOMAINS.get("terminal").verifier.params}
+    )
+    state = VerifyState(messages=tuple(history), tools=tuple(TerminalEnv(task).tools))
+    exp = parse_action(expected)
+    same = verifier.verify(state, exp, parse_action(_cmd(f"mv ./{src}/*{ext} /home/user/{dst}/")))
+    other = verifier.verify(state, exp, parse_action(_cmd(f"cp {src}/*{ext} {dst}/")))
+    assert same.reward == 1.0 and other.reward == 0.0
+
+
+def test_observation_marks_failures():
+    shell = Shell(make_task(2).initial.copy())
+    assert observation(shell.run("cat missing")).endswith("[exit code 1]")
