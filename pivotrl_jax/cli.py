@@ -23,8 +23,11 @@ from pivotrl_jax.errors import PivotError
 # command name -> module path
 COMMANDS: dict[str, str] = {
     "convert": "pivotrl_jax.commands.convert",
+    "extract": "pivotrl_jax.commands.extract",
+    "init-model": "pivotrl_jax.commands.init_model",
     "score": "pivotrl_jax.commands.score",
     "select": "pivotrl_jax.commands.select",
+    "show": "pivotrl_jax.commands.show",
     "verify": "pivotrl_jax.commands.verify",
 }
 

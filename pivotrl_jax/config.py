@@ -136,11 +136,14 @@ def to_dict(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def write_resolved_config(
-    cfg: ml_collections.ConfigDict | dict, out_dir: str | os.PathLike, **extra: Any
+    cfg: ml_collections.ConfigDict | dict,
+    out_dir: str | os.PathLike,
+    name: str = RESOLVED_CONFIG_NAME,
+    **extra: Any,
 ) -> Path:
     """Write the resolved config (plus `extra` entries such as the command line) as JSON."""
     data = {"config": to_dict(cfg) if cfg is not None else None, **extra}
-    path = Path(out_dir) / RESOLVED_CONFIG_NAME
+    path = Path(out_dir) / name
     atomic.write_json(path, data)
     return path
 
