@@ -133,6 +133,12 @@ def shard_paths(
     return [p for *_, p in found]
 
 
+def shard_prefixes(in_dir: str | os.PathLike) -> list[str]:
+    """The prefixes of the shard sets in `in_dir`, sorted."""
+    pattern = re.compile(rf"^(.+)-\d{{5}}-of-\d{{5}}{re.escape(SUFFIX)}$")
+    return sorted({m.group(1) for name in os.listdir(in_dir) if (m := pattern.match(name))})
+
+
 def read_records(in_dir: str | os.PathLike, prefix: str = "records") -> Iterator[dict[str, Any]]:
     """Every record of every shard of `prefix` in `in_dir`, in write order."""
     for path in shard_paths(in_dir, prefix):
