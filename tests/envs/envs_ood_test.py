@@ -1,0 +1,69 @@
+"""OOD questions: answers checked against independent computations; the exact-match scorer."""
+
+import re
+
+import pytest
+
+from pivotrl_jax.envs import generate_tasks, run_episode
+from pivotrl_jax.envs.ood import extract_answer, score
+
+
+def _reference(question: str) -> str:
+    """Answer the question from its text alone."""
+    if m := re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", question):
+        a, op, b = int(m[1]), m[2], int(m[3])
+        return str({"+": a + b, "-": a - b, "*": a * b}[op])
+    if m := re.fullmatch(r"(?:Reverse the word (\w+)\.|Write (\w+) backwards\.)", question):
+        return "".join(reversed(m[1] or m[2]))
+    m = re.fullmatch(r"How many times does the letter (\w) appear in (\w+)\?", question)
+    assert m, question
+    return str(sum(ch == m[1] for ch in m[2]))
+
+
+def test_answers_match_an_independent_reading_of_the_question():
+    tasks = generate_tasks("ood", 400, seed=0)
+    assert {t.kind for t in tasks} == {
+        "add",
+        "subtract",
+        "multiply",
+        "reverse_word",
+        "count_letter",
+    }
+    for t in tasks:
+        assert t.answer == _reference(t.question)
+        assert not t.answer.startswith("-")
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("405", "405"),
+        ("The answer is 405.", "405"),
+        ("answer: 405", "405"),
+        ("<think>400 + 5</think>\n405\n", "405"),
+        ("Let me add.\n\n405.", "405"),
+        ("  PMAL ", "pmal"),
+        ("4050", "4050"),
+        ("", ""),
+        ("<think>unfinished", ""),
+    ],
+)
+def test_extract_answer(completion, expected):
+    assert extract_answer(completion) == expected
+
+
+def test_score_is_exact_match():
+    task = next(t for t in generate_tasks("ood", 50, seed=0) if t.kind == "add")
+    assert score(task, task.answer) == 1.0
+    assert score(task, f"The answer is {task.answer}.") == 1.0
+    assert score(task, task.answer + "0") == 0.0
+    assert score(task, f"{task.answer} is the answer") == 0.0
+    assert score(task, f"{task.answer}\nno wait") == 0.0
+
+
+def test_ood_episode_is_one_turn():
+    task = generate_tasks("ood", 1, seed=3)[0]
+    right = run_episode(task, lambda m, t: f"<think>easy</think>{task.answer}")
+    wrong = run_episode(task, lambda m, t: "I do not know.")
+    assert (right.success, right.turns, wrong.success) == (True, 1, False)
+    assert [m["role"] for m in right.messages] == ["system", "user", "assistant"]
