@@ -1,0 +1,40 @@
+"""A batch policy backed by a rollout engine: chat histories in, completion texts out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
+
+
+class EnginePolicy:
+    """Renders each history with the model's chat template, samples one completion per history
+    in a single engine call, and decodes it (trailing end-of-turn token dropped).
+
+    `max_prompt_tokens` left-truncates prompts that outgrow the model's context.
+    """
+
+    def __init__(self, engine: Any, tokenizer: Any, params: Any, max_prompt_tokens: int = 0):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.params = params
+        self.max_prompt_tokens = max_prompt_tokens
+        self.calls = 0
+        self.generated_tokens = 0
+
+    def __call__(
+        self,
+        histories: Sequence[Sequence[Mapping[str, Any]]],
+        tools: Sequence[Sequence[Mapping[str, Any]]],
+    ) -> list[str]:
+        prompts = [chat_prompt_ids(self.tokenizer, h, t) for h, t in zip(histories, tools)]
+        if self.max_prompt_tokens:
+            prompts = [p[-self.max_prompt_tokens :] for p in prompts]
+        groups = self.engine.generate(prompts, self.params, 1)
+        self.calls += 1
+        out = []
+        for (comp,) in groups:
+            self.generated_tokens += len(comp.token_ids)
+            out.append(completion_text(self.tokenizer, comp.token_ids, self.params.stop_token_ids))
+        return out
