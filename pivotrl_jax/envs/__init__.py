@@ -6,9 +6,12 @@ generate_tasks(domain, n, seed, split)   tasks for evaluation ("eval") or RL ("t
 run_episode(task, policy, max_turns)     -> EpisodeResult(success, turns, messages)
 DOMAINS.get(name).verifier               VerifierSpec(name, params) for pivotrl_jax.rewards
 DOMAINS.get(name).acceptable             (history, expected, candidate) -> bool, by execution
+
+Importing this package registers the "terminal" command sandbox (rewards.sandbox.SANDBOXES) and
+the "env_acceptable" verifier (rewards.base.VERIFIERS).
 """
 
-from pivotrl_jax.envs import ood, terminal, tool_use
+from pivotrl_jax.envs import ood, terminal, tool_use, verifier
 from pivotrl_jax.envs.base import Domain, EpisodeResult, Policy, VerifierSpec
 from pivotrl_jax.envs.domains import DOMAINS, expert_policy, generate_tasks
 from pivotrl_jax.envs.episode import run_episode
@@ -27,4 +30,5 @@ __all__ = [
     "run_episode",
     "terminal",
     "tool_use",
+    "verifier",
 ]

@@ -271,3 +271,18 @@ def test_tool_call_verifier_is_stricter_than_execution():
         assert verifier.verify(state, parse_action(expected), parse_action(swapped)).reward == 0.0
     assert acceptable(history, expected, swapped)
     assert verifier.verify(state, parse_action(expected), parse_action(expected)).reward == 1.0
+
+
+def test_env_acceptable_verifier_wraps_the_domain_check():
+    task, history, expected = _state("order_status", "find_customer")
+    c = task.world["customers"][task.params["customer_id"]]
+    verifier = build_verifier("env_acceptable", domain="tool_use")
+    state = VerifyState(messages=tuple(history), env="tool_use")
+    by_email = parse_action(_calls(("find_customer", {"email": c["email"]})))
+    wrong = parse_action(_calls(("find_customer", {"email": "nobody@mail.com"})))
+    assert verifier.verify(state, parse_action(expected), by_email).reward == 1.0
+    assert verifier.verify(state, parse_action(expected), wrong).reward == 0.0
+    assert (
+        build_verifier("env_acceptable").verify(state, parse_action(expected), by_email).reward
+        == 1.0
+    )
