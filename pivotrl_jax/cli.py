@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import PivotError
 
 # command name -> module path
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pivotrl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     full_argv = [f"pivotrl {name}", *argv[1:]]
+    if distributed.enabled():
+        distributed.initialize_from_env()
     try:
         module, fv = build_flags(name, full_argv)
         if "--help" in argv[1:] or "-h" in argv[1:]:
