@@ -153,3 +153,11 @@ def test_shell_verifier_uses_the_registered_sandbox():
 def test_observation_marks_failures():
     shell = Shell(make_task(2).initial.copy())
     assert observation(shell.run("cat missing")).endswith("[exit code 1]")
+
+
+def test_expert_commands_all_succeed_and_end_at_home():
+    for traj in TRAJECTORIES:
+        tool_results = [m["content"] for m in traj["messages"] if m["role"] == "tool"]
+        assert not any("[exit code" in r for r in tool_results), traj["id"]
+        _, shell = replay(traj["messages"])
+        assert shell.fs.cwd == "/home/user"

@@ -38,6 +38,12 @@ def quote(rng: random.Random, s: str) -> str:
     return rng.choice([s, f"'{s}'", f'"{s}"'])
 
 
+def home(rng: random.Random, d: str) -> str:
+    """A command returning from home-relative directory `d` to the home directory."""
+    up = "/".join([".."] * (d.count("/") + 1))
+    return rng.choice(["cd", "cd ~", f"cd {HOME}", f"cd {up}"])
+
+
 def maybe(rng: random.Random, p: float, *commands: str) -> list[str]:
     return list(commands) if rng.random() < p else []
 
@@ -78,6 +84,7 @@ def _archive(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
             out += [f"mv {path(rng, f'{src}/{n}')} {path(rng, dst, True)}" for n in moved]
         elif variant == "cd":
             out += [f"cd {path(rng, src)}", f"mv *{ext} {rng.choice(['../', '~/'])}{dst}/"]
+            out.append(home(rng, src))
         else:
             out.append(glob_mv)
     out += maybe(rng, 0.4, f"ls {path(rng, dst)}")
@@ -101,7 +108,7 @@ def _make_file(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
     if variant == "chain":
         out = [f"{mkdir} && {write}"]
     elif variant == "cd":
-        out = [mkdir, f"cd {path(rng, d)}", f"echo {quote(rng, content)} > {name}"]
+        out = [mkdir, f"cd {path(rng, d)}", f"echo {quote(rng, content)} > {name}", home(rng, d)]
     elif variant == "touch":
         out = [mkdir, f"touch {path(rng, f'{d}/{name}')}", write]
     else:
@@ -161,7 +168,7 @@ def _rename(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
     out += rng.choice(
         [
             [f"mv {path(rng, f'{d}/{old}')} {path(rng, f'{d}/{new}')}"],
-            [f"cd {path(rng, d)}", f"mv {old} {new}"],
+            [f"cd {path(rng, d)}", f"mv {old} {new}", home(rng, d)],
             [
                 f"cp {path(rng, f'{d}/{old}')} {path(rng, f'{d}/{new}')}",
                 f"rm {path(rng, f'{d}/{old}')}",
