@@ -47,7 +47,7 @@ def test_rloo_by_hand():
 
 def test_rloo_std_by_hand():
     # group 0, i=0: others [0, 0] have std 0 -> unnormalised 1 - 0 = 1.
-    #          i=1: others [1, 0]: mean 1/2, ddof=1 std sqrt(0.5) -> (0 - 1/2)/sqrt(0.5) = -1/sqrt(2).
+    #          i=1: others [1, 0]: mean 1/2, ddof=1 std 1/sqrt(2) -> (0 - 1/2)·sqrt(2) = -1/sqrt(2).
     # group 1, i=0: others [2, 4]: mean 3, std sqrt(2) -> -3/sqrt(2);
     #          i=1: others [0, 4]: mean 2, std 2·sqrt(2) -> 0;  i=2: others [0, 2] -> 3/sqrt(2).
     got = adv.rloo_std(jnp.asarray(REWARDS), eps=0.0)
