@@ -242,7 +242,11 @@ def _transfer(name: str, fs: VirtualFS, operands: list[str], recursive: bool, mo
         elif not fs.is_dir(parent(target)):
             errors.append(f"{name}: cannot create '{dest_op}': No such file or directory\n")
         else:
-            fs.copy_tree(src, target)
+            try:
+                fs.copy_tree(src, target)
+            except FsError as e:
+                errors.append(f"{name}: cannot create '{dest_op}': {e}\n")
+                continue
             if move:
                 fs.remove(src)
     return Out(stderr="".join(errors), status=1 if errors else 0)

@@ -16,6 +16,8 @@ import posixpath
 from dataclasses import dataclass, field
 
 HOME = "/home/user"
+MAX_ENTRIES = 4000  # files + directories: a bound on what a runaway policy can build
+MAX_FILE_CHARS = 20_000
 
 
 class FsError(Exception):
@@ -91,6 +93,10 @@ class VirtualFS:
 
     # -- changes -----------------------------------------------------------------------------
 
+    def _room(self, entries: int, chars: int = 0) -> None:
+        if len(self.dirs) + len(self.files) + entries > MAX_ENTRIES or chars > MAX_FILE_CHARS:
+            raise FsError("No space left on device")
+
     def mkdir(self, path: str, parents: bool = False) -> None:
         if self.is_dir(path):
             if parents:
@@ -103,6 +109,7 @@ class VirtualFS:
             if not parents:
                 raise FsError("No such file or directory")
             self.mkdir(up, parents=True)
+        self._room(1)
         self.dirs.add(path)
 
     def write(self, path: str, text: str, append: bool = False) -> None:
@@ -110,7 +117,9 @@ class VirtualFS:
             raise FsError("Is a directory")
         if not self.is_dir(parent(path)):
             raise FsError("No such file or directory")
-        self.files[path] = (self.files.get(path, "") if append else "") + text
+        new = (self.files.get(path, "") if append else "") + text
+        self._room(0 if path in self.files else 1, len(new))
+        self.files[path] = new
 
     def read(self, path: str) -> str:
         if self.is_dir(path):
@@ -127,7 +136,9 @@ class VirtualFS:
 
     def copy_tree(self, src: str, dst: str) -> None:
         """Copy file or directory `src` to the new path `dst`."""
-        for p in self.walk(src):
+        tree = self.walk(src)
+        self._room(len(tree))
+        for p in tree:
             q = dst + p[len(src) :]
             if self.is_dir(p):
                 self.dirs.add(q)

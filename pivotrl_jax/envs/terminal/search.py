@@ -139,6 +139,8 @@ def sort(fs, flags, values, operands, stdin):
     return Out(join_lines(lines), "".join(errors), 1 if errors else 0)
 
 
+# A group that holds a quantifier and is itself quantified, e.g. (a+)+: exponential backtracking.
+_NESTED_QUANTIFIER = re.compile(r"\([^)]*[+*?}][^)]*\)\s*[+*{]")
 _GREP_LONG = {
     "--recursive": "r",
     "--ignore-case": "i",
@@ -160,6 +162,8 @@ def grep(fs, flags, values, operands, stdin):
     source = re.escape(pattern) if "F" in flags else pattern
     if "w" in flags:
         source = rf"(?<!\w)(?:{source})(?!\w)"
+    if _NESTED_QUANTIFIER.search(source):
+        return Out(stderr="grep: pattern too complex\n", status=2)
     try:
         regex = re.compile(source, re.IGNORECASE if "i" in flags else 0)
     except re.error as e:

@@ -125,5 +125,8 @@ class Shell:
             return out
         last = writes[-1]  # like bash, earlier targets were created and stay empty
         if self.fs.is_file(last):
-            self.fs.write(last, out.stdout, append=True)
+            try:
+                self.fs.write(last, out.stdout, append=True)
+            except FsError as e:
+                return Out(stderr=out.stderr + f"bash: write error: {e}\n", status=1)
         return Out(stdout="", stderr=out.stderr, status=out.status)
