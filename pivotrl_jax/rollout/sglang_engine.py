@@ -1,0 +1,427 @@
+"""The SGLang rollout engine: an HTTP client to one or more SGLang servers.
+
+    engine = SglangEngine(["http://127.0.0.1:30000"], weight_version=0)
+    groups = engine.generate(prompt_ids, SamplingParams(max_new_tokens=256), n=16)  # [P][n]
+    engine.update_weights("runs/export/step_7", version=7)   # every server reloads the folder
+    engine.close()                                            # aborts what is still running
+
+Requests. One `POST /generate` per prompt with its token ids (never re-tokenised text), the
+sampling params with `n`, `return_logprob` and `no_stop_trim` (a stop token stays in the output).
+Each reply's `meta_info.output_token_logprobs` rows [logprob, token_id, text] give the tokens and
+their logprobs. As in the JAX engine, the logprob is log softmax(logits / T) of the sampled token,
+with T = 1 for greedy (T = 0), before any top-k / top-p filtering.
+
+Prompts go round robin over the servers, at most `max_concurrency` requests in flight. A
+connection error or a 5xx is retried on the next server after an exponential back-off; a 4xx
+(a request the server refuses, e.g. a prompt longer than the context) is not. Every error names
+the server URL and the request id (`rid`).
+
+Weights. `update_weights(folder, version)` makes every server load an HF-layout safetensors folder
+(`POST /update_weights_from_disk`, cache flushed) tagged with `version`; the folder must be
+readable by the servers. Each completion's weight version (and every span of it) is checked
+against the version last loaded: a completion sampled by stale weights raises WeightVersionError.
+
+Seeds. SGLang honours `sampling_seed` only with `--enable-deterministic-inference`, and a shared
+seed would make the n samples of a prompt identical: with `SamplingParams.seed` set, each sample
+is its own request with seed (seed, prompt, sample) mixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, Literal
+
+import requests
+
+from pivotrl_jax.errors import PivotError
+from pivotrl_jax.rollout.base import FINISH_REASONS, Completion, SamplingParams
+
+WeightSource = str | os.PathLike | Callable[[], str | os.PathLike]
+
+
+class SglangError(PivotError, RuntimeError):
+    """A request to an SGLang server failed; the message names the server and the request id."""
+
+    def __init__(self, message: str, *, url: str | None = None, rid: str | None = None):
+        self.url = url
+        self.rid = rid
+        where = ", ".join(x for x in (url and f"server {url}", rid and f"rid {rid}") if x)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class PromptTooLongError(SglangError, ValueError):
+    """A prompt (plus max_new_tokens) does not fit the model's context."""
+
+
+class WeightVersionError(SglangError):
+    """A completion was sampled by other weights than the ones last loaded."""
+
+
+class WeightSyncError(SglangError):
+    """A server did not load the new weights."""
+
+
+class EngineClosedError(SglangError):
+    """The engine was closed (requests in flight were aborted)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SglangEngineOptions:
+    """How the engine talks to its servers.
+
+    max_concurrency: HTTP requests in flight at once, over all servers (one per prompt, or per
+      sample when seeded).
+    request_timeout_s: longest wait for one reply (a whole completion group).
+    retries: further attempts after a connection error or 5xx, each on the next server, after
+      backoff_s * 2**attempt seconds.
+    context_length: the model's context; when set, prompts are checked here before sending.
+      None leaves it to the server (which refuses with a 400, raised as PromptTooLongError).
+    truncation: "error" raises PromptTooLongError; "left" drops a prompt's oldest tokens so
+      prompt + max_new_tokens fits (needs context_length).
+    """
+
+    max_concurrency: int = 32
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 3600.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    update_timeout_s: float = 1800.0
+    context_length: int | None = None
+    truncation: Literal["error", "left"] = "error"
+
+    def __post_init__(self) -> None:
+        if self.truncation not in ("error", "left"):
+            raise ValueError(f"truncation must be 'error' or 'left', got {self.truncation!r}")
+        if self.truncation == "left" and self.context_length is None:
+            raise ValueError("truncation='left' needs context_length")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One HTTP request: samples first..first+n-1 of prompt `prompt_index`."""
+
+    prompt_index: int
+    first_sample: int
+    n: int
+    seed: int | None
+
+
+class _Retryable(Exception):
+    """A failure worth trying again on another server."""
+
+
+class SglangEngine:
+    """RolloutEngine over SGLang servers (see the module docstring)."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        weight_version: str | int | None = None,
+        options: SglangEngineOptions | None = None,
+    ):
+        """urls: the servers (`http://host:port`). weight_version: the version of the weights
+        they serve now; None reads it from the first server (`GET /model_info`)."""
+        if not urls:
+            raise ValueError("SglangEngine needs at least one server URL")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.options = options or SglangEngineOptions()
+        self._sessions = threading.local()
+        self._next_server = itertools.count()
+        self._pool = ThreadPoolExecutor(self.options.max_concurrency, "sglang-rollout")
+        self._call_lock = threading.Lock()  # generate / update_weights / close run one at a time
+        self._in_flight: dict[str, str] = {}  # rid -> url
+        self._in_flight_lock = threading.Lock()
+        self._closed = threading.Event()
+        self.last_refit_s: float | None = None
+        self.weight_version = (
+            weight_version if weight_version is not None else self._server_weight_version()
+        )
+
+    # -- generate ------------------------------------------------------------------------------
+
+    def generate(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, n: int = 1
+    ) -> list[list[Completion]]:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        prompts = [self._fit(i, p, params.max_new_tokens) for i, p in enumerate(prompt_ids)]
+        if not prompts:
+            return []
+        jobs = _jobs(len(prompts), n, params.seed)
+        with self._call_lock:
+            self._check_open()
+            batch = uuid.uuid4().hex[:12]
+            futures: dict[Future, _Job] = {
+                self._pool.submit(
+                    self._run_job, f"{batch}-p{job.prompt_index}-s{job.first_sample}",
+                    prompts[job.prompt_index], params, job,
+                ): job
+                for job in jobs
+            }  # fmt: skip
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.cancelled() for f in done):
+                raise EngineClosedError("the SGLang engine was closed during generate")
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                for f in pending:
+                    f.cancel()
+                self._abort_in_flight()
+                wait(pending)
+                raise failed[0].exception()
+            results: dict[tuple[int, int], Completion] = {}
+            for future, job in futures.items():
+                for k, completion in enumerate(future.result()):
+                    results[job.prompt_index, job.first_sample + k] = completion
+        return [[results[i, j] for j in range(n)] for i in range(len(prompts))]
+
+    def _fit(self, index: int, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
+        ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError(f"prompt {index} is empty")
+        limit = self.options.context_length
+        if limit is None or len(ids) + max_new_tokens <= limit:
+            return ids
+        keep = limit - max_new_tokens
+        if self.options.truncation == "left" and keep > 0:
+            return ids[-keep:]
+        raise PromptTooLongError(
+            f"prompt {index} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
+            f"{len(ids) + max_new_tokens} > context_length={limit} "
+            f"(SglangEngineOptions(truncation='left') drops the oldest tokens instead)"
+        )
+
+    def _run_job(
+        self, rid: str, prompt: list[int], params: SamplingParams, job: _Job
+    ) -> list[Completion]:
+        sampling = {
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "max_new_tokens": params.max_new_tokens,
+            "stop_token_ids": list(params.stop_token_ids),
+            "n": job.n,
+            "skip_special_tokens": False,
+            "no_stop_trim": True,
+        }
+        if job.seed is not None:
+            sampling["sampling_seed"] = job.seed
+        body = {
+            "input_ids": prompt,
+            "rid": rid,
+            "return_logprob": True,
+            "logprob_start_len": -1,
+            "sampling_params": sampling,
+        }
+        url, reply = self._post_with_retries(
+            "/generate", body, rid=rid, timeout_s=self.options.request_timeout_s
+        )
+        items = reply if isinstance(reply, list) else [reply]
+        if len(items) != job.n:
+            raise SglangError(f"asked for {job.n} samples, got {len(items)}", url=url, rid=rid)
+        return [self._completion(item, url, rid) for item in items]
+
+    def _completion(self, item: dict[str, Any], url: str, rid: str) -> Completion:
+        meta = item["meta_info"]
+        rows = meta["output_token_logprobs"]
+        token_ids = [int(row[1]) for row in rows]
+        if "output_ids" in item and list(item["output_ids"]) != token_ids:
+            raise SglangError("output_ids disagree with output_token_logprobs", url=url, rid=rid)
+        finish = (meta.get("finish_reason") or {}).get("type")
+        if finish not in FINISH_REASONS:
+            raise SglangError(f"unexpected finish_reason {meta.get('finish_reason')!r}", url=url,
+                              rid=rid)  # fmt: skip
+        expected = str(self.weight_version)
+        versions = {str(meta.get("weight_version"))}
+        versions |= {str(span["version"]) for span in meta.get("weight_versions") or ()}
+        if versions != {expected}:
+            raise WeightVersionError(
+                f"completion sampled with weight version(s) {sorted(versions)}, expected "
+                f"{expected!r} (a server missed a weight update?)",
+                url=url,
+                rid=rid,
+            )
+        return Completion(
+            token_ids=token_ids,
+            logprobs=[float(row[0]) for row in rows],
+            finish_reason=finish,
+            weight_version=self.weight_version,
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = requests.Session()
+        return session
+
+    def _post_with_retries(
+        self, path: str, body: dict[str, Any], *, rid: str, timeout_s: float,
+        url: str | None = None,
+    ) -> tuple[str, Any]:  # fmt: skip
+        """POSTs to `url` (or the next servers in turn); returns (url, JSON reply)."""
+        errors = []
+        for attempt in range(self.options.retries + 1):
+            self._check_open()
+            target = url or self.urls[next(self._next_server) % len(self.urls)]
+            try:
+                return target, self._post(target, path, body, rid=rid, timeout_s=timeout_s)
+            except _Retryable as e:
+                errors.append(f"{target}: {e}")
+                if attempt < self.options.retries:
+                    time.sleep(self.options.backoff_s * 2**attempt)
+        raise SglangError(
+            f"{path} failed after {self.options.retries + 1} attempts: " + "; ".join(errors),
+            url=url or ",".join(self.urls),
+            rid=rid,
+        )
+
+    def _post(self, url: str, path: str, body: dict[str, Any], *, rid: str,
+              timeout_s: float) -> Any:  # fmt: skip
+        with self._in_flight_lock:
+            self._in_flight[rid] = url
+        try:
+            reply = self._session().post(
+                f"{url}{path}", json=body, timeout=(self.options.connect_timeout_s, timeout_s)
+            )
+        except requests.exceptions.ReadTimeout:
+            self._abort(url, {"rid": rid})
+            raise SglangError(f"no reply within {timeout_s:.0f} s (aborted)", url=url,
+                              rid=rid) from None  # fmt: skip
+        except requests.exceptions.RequestException as e:
+            raise _Retryable(f"{type(e).__name__}: {e}") from e
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(rid, None)
+        if reply.status_code >= 500:
+            raise _Retryable(f"HTTP {reply.status_code}: {reply.text[:500]}")
+        if reply.status_code >= 400:
+            message = _error_message(reply)
+            kind = PromptTooLongError if "context length" in message else SglangError
+            raise kind(f"{path} refused (HTTP {reply.status_code}): {message}", url=url, rid=rid)
+        try:
+            return reply.json()
+        except ValueError:
+            raise SglangError(f"{path} replied with non-JSON: {reply.text[:200]!r}", url=url,
+                              rid=rid) from None  # fmt: skip
+
+    def _abort(self, url: str, body: dict[str, Any]) -> None:
+        # A server that does not answer runs nothing of ours any more.
+        with contextlib.suppress(requests.RequestException):
+            self._session().post(
+                f"{url}/abort_request", json=body, timeout=self.options.connect_timeout_s
+            )
+
+    def _abort_in_flight(self) -> None:
+        """Aborts this engine's requests still running: by rid, then everything on their
+        servers, since SGLang gives the n > 1 samples of a request internal ids of their own."""
+        with self._in_flight_lock:
+            in_flight = dict(self._in_flight)
+        for rid, url in in_flight.items():
+            self._abort(url, {"rid": rid})
+        for url in sorted(set(in_flight.values())):
+            self._abort(url, {"abort_all": True})
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise EngineClosedError("the SGLang engine is closed")
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def _server_weight_version(self) -> str:
+        url = self.urls[0]
+        try:
+            reply = self._session().get(f"{url}/model_info", timeout=self.options.connect_timeout_s)
+            reply.raise_for_status()
+            return str(reply.json()["weight_version"])
+        except (requests.RequestException, KeyError, ValueError) as e:
+            raise SglangError(f"cannot read the weight version: {e}", url=url) from e
+
+    def update_weights(self, source: WeightSource, version: str | int) -> None:
+        """Every server loads the HF folder `source` (or the one `source()` writes and returns),
+        tagged `version`. Records the wall time in `last_refit_s`. On failure the expected version
+        stays the old one, so completions of a server that did update fail the version check."""
+        with self._call_lock:
+            self._check_open()
+            start = time.perf_counter()
+            folder = os.fspath(source() if callable(source) else source)
+            body = {"model_path": folder, "weight_version": str(version), "flush_cache": True}
+            futures = {
+                url: self._pool.submit(
+                    self._post_with_retries, "/update_weights_from_disk", body,
+                    rid=f"update-{version}-{k}", timeout_s=self.options.update_timeout_s, url=url,
+                )
+                for k, url in enumerate(self.urls)
+            }  # fmt: skip
+            failures = []
+            for url, future in futures.items():
+                try:
+                    _, reply = future.result()
+                except SglangError as e:
+                    failures.append(str(e))
+                    continue
+                if not reply.get("success"):
+                    failures.append(f"server {url}: {reply.get('message')}")
+            if failures:
+                raise WeightSyncError(
+                    f"loading {folder} as version {version!r} failed: " + "; ".join(failures)
+                )
+            self.weight_version = version
+            self.last_refit_s = time.perf_counter() - start
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Aborts requests still in flight (they return finish_reason "abort"); later calls
+        raise EngineClosedError. Does not stop the servers (see server.py)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._abort_in_flight()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> SglangEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _jobs(num_prompts: int, n: int, seed: int | None) -> list[_Job]:
+    """One job per prompt with all n samples; per sample when seeded (distinct seeds)."""
+    if seed is None:
+        return [_Job(i, 0, n, None) for i in range(num_prompts)]
+    return [_Job(i, j, 1, _mix_seed(seed, i, j)) for i in range(num_prompts) for j in range(n)]
+
+
+def _mix_seed(seed: int, prompt: int, sample: int) -> int:
+    """A 63-bit seed for (seed, prompt, sample) (splitmix64 finaliser over the packed triple)."""
+    x = (seed * 0x9E3779B97F4A7C15 + prompt * 0xBF58476D1CE4E5B9 + sample) & (2**64 - 1)
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & (2**64 - 1)
+    x ^= x >> 31
+    return x >> 1
+
+
+def _error_message(reply: requests.Response) -> str:
+    try:
+        data = reply.json()
+    except ValueError:
+        return reply.text[:500]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message", error))
+    return str(data.get("message", data) if isinstance(data, dict) else data)[:500]
