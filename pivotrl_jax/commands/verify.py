@@ -27,7 +27,13 @@ from absl import flags
 
 from pivotrl_jax import atomic
 from pivotrl_jax.errors import ConfigError, InputError
-from pivotrl_jax.rewards import VERIFIERS, VerifierStats, build_verifier, run_verifier
+from pivotrl_jax.rewards import (
+    VERIFIERS,
+    VerifierStats,
+    alarm_scope,
+    build_verifier,
+    run_verifier,
+)
 from pivotrl_jax.rewards.cases import parse_case
 
 DEFAULT_CONFIG = None
@@ -152,38 +158,39 @@ def main(fv: flags.FlagValues) -> int:
         raise ConfigError(f"verifier {default!r}: {e}") from None
 
     stats, skipped, first_skips, out = VerifierStats(), Counter(), [], []
-    for n, row in _read_rows(fv.input):
-        try:
-            if isinstance(row, InputError):
-                raise row
-            case = parse_case(row, fv.input, n)
+    with alarm_scope():  # one SIGALRM handler for the whole file
+        for n, row in _read_rows(fv.input):
             try:
-                name, verifier = verifiers.get(case.verifier, case.params)
-            except (TypeError, ValueError, KeyError) as e:
-                raise InputError(
-                    str(e).strip('"'),
-                    path=fv.input,
-                    line=n,
-                    field="verifier",
-                    reason="bad_verifier",
-                ) from None
-        except InputError as e:
-            if fv.on_error == "fail":
-                raise
-            skipped[e.reason] += 1
-            if len(first_skips) < 10:
-                first_skips.append(str(e))
-            continue
-        res = run_verifier(
-            verifier,
-            case.state,
-            case.expected,
-            case.action,
-            time_limit_s=time_limit,
-            stats=stats,
-            name=name,
-        )
-        out.append({**row, "reward": res.reward, "info": res.info})
+                if isinstance(row, InputError):
+                    raise row
+                case = parse_case(row, fv.input, n)
+                try:
+                    name, verifier = verifiers.get(case.verifier, case.params)
+                except (TypeError, ValueError, KeyError) as e:
+                    raise InputError(
+                        str(e).strip('"'),
+                        path=fv.input,
+                        line=n,
+                        field="verifier",
+                        reason="bad_verifier",
+                    ) from None
+            except InputError as e:
+                if fv.on_error == "fail":
+                    raise
+                skipped[e.reason] += 1
+                if len(first_skips) < 10:
+                    first_skips.append(str(e))
+                continue
+            res = run_verifier(
+                verifier,
+                case.state,
+                case.expected,
+                case.action,
+                time_limit_s=time_limit,
+                stats=stats,
+                name=name,
+            )
+            out.append({**row, "reward": res.reward, "info": res.info})
 
     atomic.write_jsonl(fv.output, out)
     summary = {"input": fv.input, "output": fv.output, "written": len(out), **stats.summary()}

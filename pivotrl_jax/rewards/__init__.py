@@ -21,7 +21,7 @@ from pivotrl_jax.rewards.base import (
     VerifyState,
     build_verifier,
 )
-from pivotrl_jax.rewards.runner import VerifierStats, run_verifier
+from pivotrl_jax.rewards.runner import VerifierStats, alarm_scope, run_verifier
 from pivotrl_jax.rewards.sandbox import SANDBOXES, CommandSandbox, SandboxResult
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "VerifierStats",
     "VerifyResult",
     "VerifyState",
+    "alarm_scope",
     "build_verifier",
     "chain",
     "exact",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Mismatch = tuple[str, str]  # (reason, JSON path)
+_Found = tuple[str, list[str]]  # (reason, path steps, innermost first)
 
 
 @dataclass(frozen=True)
@@ -65,52 +66,57 @@ def _strings_match(e: str, a: str, rules: ArgumentRules, schema: Any) -> bool:
     return word_overlap(e, a) >= rules.word_threshold
 
 
-def _is_number(v: Any) -> bool:
-    return (type(v) is int or type(v) is float) or (
-        isinstance(v, int | float) and not isinstance(v, bool)
-    )
-
-
 def argument_mismatch(
-    expected: Any, actual: Any, rules: ArgumentRules, schema: Any = None, path: str = "$"
+    expected: Any, actual: Any, rules: ArgumentRules, schema: Any = None
 ) -> Mismatch | None:
-    """None when `actual` matches `expected` under the rules above, else (reason, path)."""
+    """None when `actual` matches `expected` under the rules above, else (reason, JSON path)."""
+    bad = _mismatch(expected, actual, rules, schema)
+    if bad is None:
+        return None
+    reason, steps = bad
+    return reason, "$" + "".join(reversed(steps))
+
+
+def _mismatch(expected: Any, actual: Any, rules: ArgumentRules, schema: Any) -> _Found | None:
+    """The rule itself; the path to a mismatch is collected innermost first, only on failure."""
     te = type(expected)
     if te is dict:
         if type(actual) is not dict:
-            return "type_different", path
+            return "type_different", []
         if expected.keys() != actual.keys():
-            return "keys_different", path
-        props = schema.get("properties") if isinstance(schema, dict) else None
+            return "keys_different", []
+        props = schema.get("properties") if schema and type(schema) is dict else None
         for k, ev in expected.items():
-            sub = props.get(k) if props else None
-            bad = argument_mismatch(ev, actual[k], rules, sub, f"{path}.{k}")
+            bad = _mismatch(ev, actual[k], rules, props.get(k) if props else None)
             if bad is not None:
+                bad[1].append(f".{k}")
                 return bad
         return None
     if te is str:
         if type(actual) is not str:
-            return "type_different", path
-        return (
-            None if _strings_match(expected, actual, rules, schema) else ("value_different", path)
-        )
+            return "type_different", []
+        if _strings_match(expected, actual, rules, schema):
+            return None
+        return "value_different", []
     if te is list:
         if type(actual) is not list:
-            return "type_different", path
+            return "type_different", []
         if len(expected) != len(actual):
-            return "length_different", path
-        items = schema.get("items") if isinstance(schema, dict) else None
+            return "length_different", []
+        items = schema.get("items") if schema and type(schema) is dict else None
         for i, (ev, av) in enumerate(zip(expected, actual)):
-            bad = argument_mismatch(ev, av, rules, items, f"{path}[{i}]")
+            bad = _mismatch(ev, av, rules, items)
             if bad is not None:
+                bad[1].append(f"[{i}]")
                 return bad
         return None
-    if _is_number(expected):
-        if not _is_number(actual):
-            return "type_different", path
-        if te is int and type(actual) is int:
-            return None if expected == actual else ("value_different", path)
-        return None if abs(expected - actual) < rules.float_tol else ("value_different", path)
+    if te is int or te is float:
+        ta = type(actual)
+        if ta is not int and ta is not float:
+            return "type_different", []
+        if te is int and ta is int:
+            return None if expected == actual else ("value_different", [])
+        return None if abs(expected - actual) < rules.float_tol else ("value_different", [])
     if type(actual) is not te:
-        return "type_different", path
-    return None if expected == actual else ("value_different", path)
+        return "type_different", []
+    return None if expected == actual else ("value_different", [])

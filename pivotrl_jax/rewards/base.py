@@ -12,6 +12,7 @@ against the demonstrated one: reward 1 means "functionally acceptable at this st
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +39,11 @@ class VerifyState:
     messages: tuple[dict[str, Any], ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
     env: str | None = None
+
+    @functools.cached_property
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """Tool name -> parameter JSON Schema (`tool_schemas`), computed once per state."""
+        return tool_schemas(self.tools)
 
 
 @dataclass(frozen=True)

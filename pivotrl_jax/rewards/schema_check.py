@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pivotrl_jax.rewards.actions import Action
-from pivotrl_jax.rewards.base import VERIFIERS, VerifyResult, VerifyState, result, tool_schemas
+from pivotrl_jax.rewards.base import VERIFIERS, VerifyResult, VerifyState, result
 from pivotrl_jax.rewards.schema import schema_errors
 
 
@@ -23,7 +23,7 @@ class SchemaVerifier:
             return result(0.0, f"invalid_action:{action.error}")
         if bool(expected.tool_calls) != bool(action.tool_calls):
             return result(0.0, "kind_different")
-        schemas = tool_schemas(state.tools)
+        schemas = state.schemas
         if schemas:
             for call in action.tool_calls:
                 if call.name not in schemas:

@@ -26,7 +26,7 @@ from typing import Any
 from pivotrl_jax.registry import Registry
 from pivotrl_jax.rewards.actions import Action, ToolCall
 from pivotrl_jax.rewards.arguments import ArgumentRules, argument_mismatch
-from pivotrl_jax.rewards.base import VERIFIERS, VerifyResult, VerifyState, result, tool_schemas
+from pivotrl_jax.rewards.base import VERIFIERS, VerifyResult, VerifyState, result
 from pivotrl_jax.rewards.matching import maximum_matching
 from pivotrl_jax.rewards.schema import coerce_numeric_strings, fill_defaults, schema_errors
 
@@ -83,7 +83,7 @@ class ToolCallVerifier:
             return result(1.0, "message")
         if not action.tool_calls:
             return result(0.0, "message_for_tool_call")
-        schemas = tool_schemas(state.tools) if self._uses_schema else {}
+        schemas = state.schemas if self._uses_schema else {}
         exp_calls = [self._prepare(c, schemas) for c in expected.tool_calls]
         act_calls = [self._prepare(c, schemas) for c in action.tool_calls]
         invalid = self._schema_failures(action.tool_calls, schemas)
