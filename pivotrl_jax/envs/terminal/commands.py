@@ -137,7 +137,7 @@ def ls(fs, flags, values, operands, stdin):
         else:
             err.append(f"ls: cannot access '{op}': No such file or directory\n")
     blocks = [join_lines(sorted(files))] if files else []
-    for op, path in dirs:
+    for op, path in sorted(dirs):  # GNU lists operands in name order
         entries = [n for n in fs.listdir(path) if flags & {"a", "A"} or not n.startswith(".")]
         if "a" in flags:
             entries = [".", "..", *entries]

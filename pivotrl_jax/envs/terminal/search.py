@@ -110,16 +110,26 @@ _head_tail("tail", lambda lines, k: lines[len(lines) - k :] if k else [])
 
 @command("wc", short="lwc")
 def wc(fs, flags, values, operands, stdin):
+    """GNU layout: a lone number is printed bare; otherwise numbers are right-aligned to the
+    width of the inputs' total size (7 when reading a pipe)."""
     texts, errors = _read_operands(fs, "wc", operands, stdin)
     picked = [f for f in "lwc" if f in flags] or ["l", "w", "c"]
+    sizes = [len(t.encode()) for _, t in texts]
+    width = 7 if not operands else len(str(sum(sizes)))
+    if len(picked) == 1 and len(texts) == 1:
+        width = 1
     rows, totals = [], {f: 0 for f in picked}
+
+    def row(counts: dict[str, int], label: str) -> str:
+        return " ".join(str(counts[f]).rjust(width) for f in picked) + label
+
     for op, text in texts:
         counts = {"l": text.count("\n"), "w": len(text.split()), "c": len(text.encode())}
         for f in picked:
             totals[f] += counts[f]
-        rows.append(" ".join(str(counts[f]) for f in picked) + ("" if op == "-" else f" {op}"))
+        rows.append(row(counts, "" if op == "-" else f" {op}"))
     if len(texts) > 1:
-        rows.append(" ".join(str(totals[f]) for f in picked) + " total")
+        rows.append(row(totals, " total"))
     return Out(join_lines(rows), "".join(errors), 1 if errors else 0)
 
 
