@@ -25,6 +25,7 @@ from typing import Any
 
 from absl import flags
 
+import pivotrl_jax.envs  # noqa: F401  (registers the domains' command sandboxes and verifiers)
 from pivotrl_jax import atomic
 from pivotrl_jax.errors import ConfigError, InputError
 from pivotrl_jax.rewards import (

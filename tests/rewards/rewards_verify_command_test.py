@@ -243,3 +243,34 @@ def test_public_pivot_row_form(tmp_path):
     code, dst = verify(tmp_path, [row], "--verifier=schema")
     assert code == 0
     assert read(dst)[0]["info"]["reason"] == "schema_invalid"
+
+
+def test_shell_verifier_with_the_terminal_sandbox(tmp_path):
+    from pivotrl_jax.envs import generate_sft
+
+    record = generate_sft("terminal", 1, 0)[0]
+    msgs = record["messages"]
+    i = next(k for k, m in enumerate(msgs) if k > 2 and m.get("tool_calls"))
+    row = lambda command: {
+        "tools": record["tools"],
+        "messages": msgs[:i],
+        "expected_action": msgs[i],
+        "response": {
+            "type": "function_call",
+            "name": "run_command",
+            "arguments": json.dumps({"command": command}),
+        },
+    }
+    expected_command = json.loads(msgs[i]["tool_calls"][0]["function"]["arguments"])["command"]
+    code, dst = verify(
+        tmp_path,
+        [row(expected_command + " | cat"), row("pwd")],
+        "--verifier=shell",
+        "--param",
+        "sandbox=terminal",
+    )
+    assert code == 0
+    assert [(r["reward"], r["info"]["reason"]) for r in read(dst)] == [
+        (1.0, "same_effect"),
+        (0.0, "different_effect"),
+    ]
