@@ -122,6 +122,7 @@ def test_every_expert_trajectory_replays_to_success():
     assert kinds == {
         "cancel_and_move",
         "cancel_order",
+        "cancel_pending",
         "order_status",
         "refund_order",
         "total_spent",

@@ -186,3 +186,29 @@ def _cancel_and_move(task: ToolUseTask, rng: random.Random) -> list[Step]:
         [f"Order {oid} is cancelled and your address is updated.", "Both changes are done."]
     )
     return [find(task, rng), *orders(task, rng, oid), ask, *changes, final]
+
+
+@PLANS.register("cancel_pending")
+def _cancel_pending(task: ToolUseTask, rng: random.Random) -> list[Step]:
+    pending = list(task.params["pending"])
+    orders_by_id = task.world["orders"]
+    listing = ", ".join(f"{o} ({orders_by_id[o]['items'][0]})" for o in pending)
+    ask = rng.choice(
+        [
+            f"You have {len(pending)} pending orders: {listing}. Shall I cancel them all?",
+            f"These orders are still pending: {listing}. Do you want me to cancel all of them?",
+        ]
+    )
+    rng.shuffle(pending)
+    cancels = [
+        ("cancel_order", shuffled(rng, {"order_id": o, "reason": reason_arg(task, rng)}))
+        for o in pending
+    ]
+    changes: list[Step] = [cancels] if rng.random() < 0.5 else [[c] for c in cancels]
+    final = rng.choice(
+        [
+            f"All {len(pending)} pending orders are cancelled.",
+            f"Done. I cancelled {', '.join(sorted(pending))}.",
+        ]
+    )
+    return [find(task, rng), *orders(task, rng, None), ask, *changes, final]

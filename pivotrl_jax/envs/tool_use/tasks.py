@@ -221,3 +221,30 @@ def cancel_and_move(rng: random.Random, db: DB) -> KindDraw:
     turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
     params = _base(customer, given, order) | {"reason": reason, "street": street, "city": city}
     return KindDraw(turns, goal, params)
+
+
+@KINDS.register("cancel_pending")
+def cancel_pending(rng: random.Random, db: DB) -> KindDraw:
+    """Cancel every pending order of a customer who has two or three of them."""
+    many = sorted(c for c, rec in db["customers"].items() if len(rec["order_ids"]) >= 2)
+    customer = db["customers"][rng.choice(many)]
+    ids = customer["order_ids"]
+    pending = sorted(rng.sample(ids, rng.randint(2, len(ids))), key=ids.index)
+    for oid in ids:
+        if oid in pending:
+            db["orders"][oid]["status"] = "pending"
+        elif db["orders"][oid]["status"] == "pending":
+            db["orders"][oid]["status"] = rng.choice(["shipped", "delivered"])
+    who, given = identify(rng, customer)
+    reason = rng.choice(CANCEL_REASONS)
+    ask = rng.choice(
+        [
+            f"Please cancel all my orders that have not shipped yet, {reason}.",
+            f"I want to cancel every pending order I have. {reason.capitalize()}.",
+        ]
+    )
+    goal = copy_db(db)
+    for oid in pending:
+        goal["orders"][oid]["status"] = "cancelled"
+    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    return KindDraw(turns, goal, _base(customer, given) | {"pending": pending, "reason": reason})
