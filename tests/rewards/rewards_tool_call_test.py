@@ -253,3 +253,68 @@ def test_changing_a_value_to_a_different_one_changes_the_reward(name, args, data
     got = v.verify(S, exp, Action(tool_calls=(ToolCall(name, {**args, key: new}),)))
     assert got.reward == 0.0
     assert got.reason.startswith("argument_")
+
+
+def _mutate(args, rnd):
+    """`args` with one top-level value replaced by another drawn value, or unchanged."""
+    if not args or rnd.random() < 0.3:
+        return args
+    key = rnd.choice(sorted(args))
+    return {**args, key: rnd.choice([0, 1.5, "x", "two words", None, True, [], {}])}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=names,
+    args=arguments,
+    rnd=st.randoms(use_true_random=False),
+    threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5]),
+)
+def test_reward_is_invariant_to_key_order_and_json_whitespace(name, args, rnd, threshold):
+    other = _mutate(args, rnd)
+    v = build_verifier("tool_call", threshold=threshold)
+    expected = parse_action(fc(name, **args))
+    plain = v.verify(S, expected, Action(tool_calls=(ToolCall(name, other),))).reward
+    body = shuffled_dumps(other, rnd, 0)
+    text = f'<tool_call>{{"name": {json.dumps(name)}, "arguments": {body}}}</tool_call>'
+    assert v.verify(S, expected, parse_action(text)).reward == plain
+    reordered_expected = parse_action(
+        {"type": "function_call", "name": name, "arguments": shuffled_dumps(args, rnd, 0)}
+    )
+    assert (
+        v.verify(S, reordered_expected, Action(tool_calls=(ToolCall(name, other),))).reward == plain
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([{}, {"x": 1}, {"x": 2}])),
+        min_size=1,
+        max_size=5,
+    ),
+    cand=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([{}, {"x": 1}, {"x": 2}])),
+        min_size=1,
+        max_size=5,
+    ),
+    rnd=st.randoms(use_true_random=False),
+)
+def test_parallel_reward_ignores_call_order_and_matches_multiset_count(calls, cand, rnd):
+    from collections import Counter
+
+    expected = Action(tool_calls=tuple(ToolCall(n, a) for n, a in calls))
+    shuffled = list(cand)
+    rnd.shuffle(shuffled)
+    key = lambda c: (c[0], json.dumps(c[1]))
+    # with exact-equality edges, the maximum matching is the multiset intersection
+    m = sum((Counter(map(key, calls)) & Counter(map(key, cand))).values())
+    for mode, want in [
+        ("binary", float(m == len(calls) == len(cand))),
+        ("fractional", m / max(len(calls), len(cand))),
+        ("f1", 2 * m / (len(calls) + len(cand))),
+    ]:
+        v = build_verifier("tool_call", mode=mode)
+        for order in (cand, shuffled):
+            action = Action(tool_calls=tuple(ToolCall(n, a) for n, a in order))
+            assert v.verify(S, expected, action).reward == pytest.approx(want)
