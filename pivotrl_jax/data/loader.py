@@ -42,6 +42,9 @@ class LoaderConfig:
     val_fraction: float = 0.0
     split_seed: int = 0
     drop_remainder: bool = True
+    # Hold the records in memory (read once, sequentially) when the shard files total at
+    # most this many bytes; random reads from disk cost more than decoding a record.
+    cache_max_file_bytes: int = 256 << 20
 
     def __post_init__(self):
         if self.split is not None and self.split not in SPLITS:
@@ -71,7 +74,8 @@ def pad_left(ids: Sequence[int], length: int, pad_id: int) -> tuple[np.ndarray, 
 def batch_records(
     rows: Sequence[Mapping[str, Any]], max_prompt_len: int, pad_id: int
 ) -> dict[str, Any]:
-    """B decoded records -> a trainer batch (prompt arrays plus the records themselves)."""
+    """B decoded records -> a trainer batch (prompt arrays plus the records themselves, whose
+    token-id fields are int32 arrays)."""
     ids = np.full((len(rows), max_prompt_len), pad_id, np.int32)  # [B, T]
     lengths = np.zeros((len(rows),), np.int32)  # [B]
     for b, r in enumerate(rows):
@@ -83,7 +87,7 @@ def batch_records(
                 f"record {r.get('id')!r} has a {len(p)}-token prompt, over max_prompt_len "
                 f"{max_prompt_len}; extract with max_prompt_tokens"
             )
-        if p:
+        if len(p):
             ids[b, max_prompt_len - len(p) :] = p
         lengths[b] = len(p)
     mask = np.arange(max_prompt_len)[None, :] >= (max_prompt_len - lengths)[:, None]  # [B, T]
@@ -105,6 +109,10 @@ class ShardReader:
         sizes = [r.num_records() for r in self._readers]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [files + 1]
 
+    def read_all(self) -> list[bytes]:
+        """Every record in order, read sequentially."""
+        return [raw for r in self._readers for raw in r.read_all()]
+
     def __len__(self) -> int:
         return int(self._starts[-1])
 
@@ -120,7 +128,30 @@ class ShardReader:
         return out
 
 
-def record_indices(reader: ShardReader, cfg: LoaderConfig) -> np.ndarray:
+class MemoryRecords:
+    """The same interface as `ShardReader`, over records held in memory."""
+
+    def __init__(self, raws: list[bytes]):
+        self._raws = raws
+
+    def __len__(self) -> int:
+        return len(self._raws)
+
+    def read(self, indices: np.ndarray) -> list[bytes]:
+        raws = self._raws
+        return [raws[i] for i in indices.tolist()]
+
+
+def open_records(
+    paths: Sequence[str | os.PathLike], cfg: LoaderConfig
+) -> ShardReader | MemoryRecords:
+    reader = ShardReader(paths)
+    if sum(os.path.getsize(p) for p in paths) <= cfg.cache_max_file_bytes:
+        return MemoryRecords(reader.read_all())
+    return reader
+
+
+def record_indices(reader: ShardReader | MemoryRecords, cfg: LoaderConfig) -> np.ndarray:
     """Indices of the records in `cfg.split` ([N] int64); all of them when no split is set."""
     everything = np.arange(len(reader), dtype=np.int64)
     if cfg.split is None:
@@ -166,12 +197,13 @@ def dataset(
     """The batched pipeline over shard files; `shard=None` shards by JAX process.
 
     grain indexes batches (its iterator state is the next batch index); each batch's record
-    indices come from a per-epoch permutation and are read with one call per file. Per-record
-    grain transforms cost more than the 50 us a record may take at 20k records/s.
+    indices come from a per-epoch permutation and are read with one call per file (or from
+    memory, for shard sets up to `cfg.cache_max_file_bytes`). Per-record grain transforms
+    cost more than the 50 us a record may take at 20k records/s.
     """
     if shard is None:
         shard = grain.sharding.ShardByJaxProcess()
-    reader = ShardReader(paths)
+    reader = open_records(paths, cfg)
     mine = record_indices(reader, cfg)[shard.shard_index :: shard.shard_count]
     batches = _EpochBatches(mine, cfg)
     if batches.per_epoch == 0:
@@ -181,7 +213,7 @@ def dataset(
         )
 
     def read_batch(i: int, _: Any) -> dict[str, Any]:
-        rows = [records.decode(raw) for raw in reader.read(batches(i))]
+        rows = [records.decode(raw, arrays="numpy") for raw in reader.read(batches(i))]
         return batch_records(rows, cfg.max_prompt_len, cfg.pad_id)
 
     ds = grain.MapDataset.range(batches.per_epoch).repeat(cfg.num_epochs)

@@ -5,6 +5,8 @@ temporary names and renamed only when every shard is complete, so a crash never 
 set of shards that looks whole; older shards of the same prefix are removed on commit.
 Every stage (extraction, profiling, selection) uses the same `write_records` /
 `read_records`; a record is any JSON-serialisable dict (by convention with `schema_version`).
+On disk a record is its JSON text, except that token-id lists (`ARRAY_FIELDS`) are packed as
+int32 after it (see `encode`); `read_records` gives back the same dict.
 """
 
 from __future__ import annotations
@@ -17,18 +19,57 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 from array_record.python import array_record_module
 
 SUFFIX = ".array_record"
 DEFAULT_SHARD_SIZE = 1000
 
 
+# Token-id lists are stored as raw int32 after the JSON text: decoding a few thousand Python
+# ints costs more than everything else in a record, and the loader wants arrays anyway.
+#   packed record = MAGIC | u32 json length | JSON (with "__arrays__": [[key, n], ...]) | int32s
+# JSON text never starts with a NUL byte, so plain-JSON records stay readable.
+ARRAY_FIELDS = ("prompt_ids", "completion_ids")
+MAGIC = b"\x00PR1"
+_INT32 = np.dtype("<i4")
+
+
+def _packable(v: Any) -> bool:
+    if not isinstance(v, list | tuple | np.ndarray):
+        return False
+    a = np.asarray(v)
+    return a.ndim == 1 and (
+        a.size == 0 or (a.dtype.kind in "iu" and a.min() >= -(2**31) and a.max() < 2**31)
+    )
+
+
 def encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """A record as bytes: JSON, with `ARRAY_FIELDS` holding integer lists packed as int32."""
+    packed = [k for k in ARRAY_FIELDS if _packable(record.get(k))]
+    if not packed:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    arrays = [np.asarray(record[k], _INT32) for k in packed]
+    rest = {k: v for k, v in record.items() if k not in packed}
+    rest["__arrays__"] = [[k, int(a.size)] for k, a in zip(packed, arrays)]
+    text = json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return b"".join([MAGIC, len(text).to_bytes(4, "little"), text, *(a.tobytes() for a in arrays)])
 
 
-def decode(raw: bytes) -> dict[str, Any]:
-    return json.loads(raw)
+def decode(raw: bytes, arrays: str = "list") -> dict[str, Any]:
+    """Bytes -> record; packed fields come back as lists, or as int32 arrays ([n]) when
+    `arrays="numpy"`."""
+    if not raw.startswith(MAGIC):
+        return orjson.loads(raw)
+    n = int.from_bytes(raw[4:8], "little")
+    record = orjson.loads(raw[8 : 8 + n])
+    offset = 8 + n
+    for key, size in record.pop("__arrays__"):
+        a = np.frombuffer(raw, _INT32, size, offset)
+        record[key] = a if arrays == "numpy" else a.tolist()
+        offset += 4 * size
+    return record
 
 
 def _final_name(prefix: str, index: int, count: int) -> str:

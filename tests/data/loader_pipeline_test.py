@@ -61,11 +61,13 @@ def test_epochs_cover_every_record_once_in_new_orders(tmp_path):
     assert epoch1 != epoch2 and epoch1 != [r["id"] for r in recs]
 
 
-def test_resume_from_iterator_state_gives_the_same_batches(tmp_path):
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 30], ids=["from_disk", "in_memory"])
+def test_resume_from_iterator_state_gives_the_same_batches(tmp_path, cache_bytes):
     paths, _ = _write(tmp_path)
+    # num_epochs=None: repeats forever.
     cfg = loader.LoaderConfig(
-        batch_size=8, max_prompt_len=10, pad_id=PAD, seed=7
-    )  # repeats forever
+        batch_size=8, max_prompt_len=10, pad_id=PAD, seed=7, cache_max_file_bytes=cache_bytes
+    )
     ds = loader.dataset(paths, cfg, grain.sharding.ShardOptions(0, 1))
     it = iter(ds)
     for _ in range(17):  # past the first epoch (12 batches)
@@ -84,9 +86,17 @@ def test_resume_from_iterator_state_gives_the_same_batches(tmp_path):
     assert [_ids(b) for b in run] == [_ids(b) for b in want]
 
 
-def test_two_processes_read_disjoint_sets_that_cover_everything(tmp_path):
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 30], ids=["from_disk", "in_memory"])
+def test_two_processes_read_disjoint_sets_that_cover_everything(tmp_path, cache_bytes):
     paths, recs = _write(tmp_path, n=100)
-    cfg = loader.LoaderConfig(batch_size=5, max_prompt_len=10, pad_id=PAD, seed=1, num_epochs=1)
+    cfg = loader.LoaderConfig(
+        batch_size=5,
+        max_prompt_len=10,
+        pad_id=PAD,
+        seed=1,
+        num_epochs=1,
+        cache_max_file_bytes=cache_bytes,
+    )
     seen = []
     for index in range(2):
         shard = grain.sharding.ShardOptions(shard_index=index, shard_count=2)

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 from array_record.python import array_record_module
 
@@ -57,3 +58,27 @@ def test_incomplete_shard_set_is_refused(tmp_path):
     os.unlink(paths[1])
     with pytest.raises(ValueError, match="incomplete"):
         list(records.read_records(tmp_path))
+
+
+def test_token_ids_are_packed_and_read_back_equal(tmp_path):
+    rec = {"id": "t:0", "prompt_ids": [5, 0, 1023, 7], "completion_ids": [], "note": "x"}
+    raw = records.encode(rec)
+    assert raw.startswith(records.MAGIC)
+    n = int.from_bytes(raw[4:8], "little")
+    assert raw[8 + n :] == np.array([5, 0, 1023, 7], "<i4").tobytes()  # 4 ids, then 0 ids
+    assert records.decode(raw) == rec
+    as_arrays = records.decode(raw, arrays="numpy")
+    assert as_arrays["prompt_ids"].dtype == np.int32 and as_arrays["prompt_ids"].tolist() == [
+        5,
+        0,
+        1023,
+        7,
+    ]
+    # Values that are not int32 token ids stay JSON.
+    odd = {"id": "t:1", "prompt_ids": [2**40], "completion_ids": None}
+    assert (
+        not records.encode(odd).startswith(records.MAGIC)
+        and records.decode(records.encode(odd)) == odd
+    )
+    records.write_records(tmp_path, [rec, odd])
+    assert list(records.read_records(tmp_path)) == [rec, odd]
