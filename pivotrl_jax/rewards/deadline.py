@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 class VerifierTimeout(BaseException):
-    """Raised inside the body of a `deadline` whose time has come."""
+    """Raised inside the function `call_with_deadline` runs, once a deadline has passed."""
 
 
 class TimeLimitExceeded(Exception):

@@ -1,8 +1,8 @@
 """Run a verifier under a time limit; errors and time-outs become reward 0 with a counted reason.
 
 `run_verifier` never raises for anything the verifier does. In the main thread the limit is a
-real-time timer (`deadline.deadline`, SIGALRM), which interrupts pure-Python work and blocking
-socket reads alike; limits nest (a chain's own limit bounds its steps'). Wrap a loop of
+real-time timer (`deadline.call_with_deadline`, SIGALRM), which interrupts pure-Python work and
+blocking socket reads alike; limits nest (a chain's own limit bounds its steps'). Wrap a loop of
 verifications in `with alarm_scope():` so the signal handler is installed once for all of them
 rather than once per call. Off the main thread the verifier runs on a helper thread that is
 abandoned at the limit: the caller gets its reward 0 on time, but the abandoned work finishes in
