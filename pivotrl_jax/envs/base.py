@@ -56,13 +56,14 @@ class VerifierSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
-Acceptable = Callable[[list[Message], Any, Any], bool]
+Acceptable = Callable[..., bool]  # (history, expected, candidate, progress=False) -> bool
 
 
 @dataclass(frozen=True)
 class Domain:
-    """One task family. `acceptable(history, expected, candidate)` executes both actions in the
-    state rebuilt from `history` and says whether the candidate is functionally acceptable."""
+    """One task family. `acceptable(history, expected, candidate, progress=False)` executes both
+    actions in the state rebuilt from `history` and says whether the candidate is functionally
+    acceptable."""
 
     name: str
     agentic: bool

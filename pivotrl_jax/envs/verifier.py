@@ -6,7 +6,8 @@ Registered in `pivotrl_jax.rewards.base.VERIFIERS` when `pivotrl_jax.envs` is im
 
 It rebuilds the state from `state.messages` (the session in the system prompt plus the earlier
 tool calls) and scores 1 when the domain's `acceptable` says the action does what the expected
-one does (see docs/envs.md). `domain=""` uses `state.env`.
+one does (see docs/envs.md). `domain=""` uses `state.env`; `progress=True` also accepts
+writes that move the state toward the task's goal (`envs/progress.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pivotrl_jax.rewards.base import VERIFIERS, VerifyResult, VerifyState, resul
 @dataclass(frozen=True)
 class EnvAcceptableVerifier:
     domain: str = ""
+    progress: bool = False  # also accept writes that move the state toward the task's goal
 
     def verify(self, state: VerifyState, expected: Action, action: Action) -> VerifyResult:
         if expected.error is not None:
@@ -33,7 +35,7 @@ class EnvAcceptableVerifier:
         check = DOMAINS.get(name).acceptable
         if check is None:
             raise ValueError(f"domain {name!r} has no environment acceptability check")
-        ok = check(list(state.messages), expected, action)
+        ok = check(list(state.messages), expected, action, progress=self.progress)
         return result(float(ok), "same_effect" if ok else "different_effect")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pivotrl_jax.envs.base import Message, ToolSpec
 from pivotrl_jax.envs.messages import function_spec, history_calls, tool_result
+from pivotrl_jax.envs.progress import moves_toward
 from pivotrl_jax.envs.sessions import find_session, session_line
 from pivotrl_jax.envs.terminal.expert import TOOL_NAME
 from pivotrl_jax.envs.terminal.fs import VirtualFS
@@ -133,11 +134,20 @@ def _info(output: str) -> set[str]:
     return set(output.replace(":", " ").split())
 
 
-def acceptable(history: list[Message], expected: Any, candidate: Any) -> bool:
+def _flat(tree) -> dict[tuple, Any]:
+    dirs, files = tree
+    return {("d", d): True for d in dirs} | {("f", p): t.rstrip("\n") for p, t in files}
+
+
+def acceptable(
+    history: list[Message], expected: Any, candidate: Any, progress: bool = False
+) -> bool:
     """Run both actions from the state after `history`: tool calls are acceptable when they
     succeed (or the expected one failed too), leave the same filesystem and working directory,
-    and print at least the expected output's words; a final message is acceptable when it holds
-    the task's answer (if the task is a question)."""
+    and print at least the expected output's words. With `progress`, where the expected command
+    changes files, any successful command whose every file change matches the goal is
+    acceptable too. A final message is acceptable when it holds the task's answer (if the task
+    is a question)."""
     exp, cand = parse_action(expected), parse_action(candidate)
     if cand.kind == "invalid" or cand.kind != exp.kind:
         return False
@@ -152,11 +162,16 @@ def acceptable(history: list[Message], expected: Any, candidate: Any) -> bool:
         ]
         if not results:
             return False
-        runs.append(
-            (fs.digest(), all(r.ok for r in results), _info("".join(r.output for r in results)))
-        )
-    (exp_digest, exp_ok, exp_info), (cand_digest, cand_ok, cand_info) = runs
-    return cand_digest == exp_digest and (cand_ok or not exp_ok) and exp_info <= cand_info
+        output = "".join(r.output for r in results)
+        runs.append((fs, all(r.ok for r in results), _info(output)))
+    (exp_fs, exp_ok, exp_info), (cand_fs, cand_ok, cand_info) = runs
+    if cand_fs.digest() == exp_fs.digest() and (cand_ok or not exp_ok) and exp_info <= cand_info:
+        return True
+    if not (progress and cand_ok):
+        return False
+    before = _flat(shell.fs.tree())
+    expected_writes = _flat(exp_fs.tree()) != before
+    return expected_writes and moves_toward(before, _flat(cand_fs.tree()), _flat(task.goal))
 
 
 def make_env(task: TerminalTask) -> TerminalEnv:

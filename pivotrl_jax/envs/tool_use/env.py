@@ -13,6 +13,7 @@ from typing import Any
 
 from pivotrl_jax.envs.base import Message
 from pivotrl_jax.envs.messages import action_calls, history_calls, tool_result
+from pivotrl_jax.envs.progress import flatten, moves_toward
 from pivotrl_jax.envs.sessions import find_session, session_line
 from pivotrl_jax.envs.terminal.tasks import answer_in
 from pivotrl_jax.envs.tool_use.tasks import ToolUseTask, make_task
@@ -97,10 +98,14 @@ def _run(db: DB, calls: list[tuple[str, dict[str, Any]]]) -> tuple[DB, set, bool
     return db, set().union(*(facts(r) for r in results)), all("error" not in r for r in results)
 
 
-def acceptable(history: list[Message], expected: Any, candidate: Any) -> bool:
+def acceptable(
+    history: list[Message], expected: Any, candidate: Any, progress: bool = False
+) -> bool:
     """Tool calls: every call succeeds, the judged database ends equal to the expected one's,
-    and the candidate reveals what the expected calls newly reveal. Messages: any message, but a
-    closing one (the user has nothing left to say) must contain the task's answer."""
+    and the candidate reveals what the expected calls newly reveal. With `progress`, where the
+    expected action writes, any successful write that moves the database toward the goal is
+    acceptable too. Messages: any message, but a closing one (the user has nothing left to say)
+    must contain the task's answer."""
     exp, cand = parse_action(expected), parse_action(candidate)
     if cand.kind == "invalid" or cand.kind != exp.kind:
         return False
@@ -112,4 +117,12 @@ def acceptable(history: list[Message], expected: Any, candidate: Any) -> bool:
     exp_db, exp_facts, _ = _run(db, action_calls(exp))
     cand_db, cand_facts, cand_ok = _run(db, action_calls(cand))
     wanted = (exp_facts - known) or exp_facts
-    return cand_ok and functional(cand_db) == functional(exp_db) and wanted <= cand_facts
+    if cand_ok and functional(cand_db) == functional(exp_db) and wanted <= cand_facts:
+        return True
+    if not (progress and cand_ok):
+        return False
+    before = flatten(functional(db))
+    expected_writes = flatten(functional(exp_db)) != before
+    return expected_writes and moves_toward(
+        before, flatten(functional(cand_db)), flatten(task.goal)
+    )
