@@ -171,17 +171,24 @@ def test_sandbox_state_digest_decides():
     assert (got.info["same_output"], got.info["same_state"], got.reward) == (True, False, 0.0)
 
 
+MADE = []  # the states the counting factory was called with
+
+
+def _counting_factory(state):
+    MADE.append(state)
+    return DictShell({})
+
+
+if "test-counting-shell" not in SANDBOXES:
+    SANDBOXES.register("test-counting-shell", _counting_factory)
+
+
 def test_sandbox_factories_build_fresh_environments():
-    made = []
-
-    def factory(state):
-        made.append(state)
-        return DictShell({})
-
-    SANDBOXES.register("test-counting-shell", factory)
+    MADE.clear()
     state = VerifyState(env="x")
-    run("touch q", "touch q && ls", state, sandbox="test-counting-shell")
-    assert made == [state, state]  # one per command, both from the same state
+    got = run("touch q", "touch q && ls", state, sandbox="test-counting-shell")
+    assert MADE == [state, state]  # one per command, both from the same state
+    assert got.reason == "different_effect"  # ls printed a listing: fresh boxes, same start
 
 
 def test_unknown_sandbox_is_named():
