@@ -171,11 +171,11 @@ def test_sandbox_state_digest_decides():
     assert (got.info["same_output"], got.info["same_state"], got.reward) == (True, False, 0.0)
 
 
-MADE = []  # the states the counting factory was called with
+made_states = []  # the states the counting factory was called with
 
 
 def _counting_factory(state):
-    MADE.append(state)
+    made_states.append(state)
     return DictShell({})
 
 
@@ -184,10 +184,10 @@ if "test-counting-shell" not in SANDBOXES:
 
 
 def test_sandbox_factories_build_fresh_environments():
-    MADE.clear()
+    made_states.clear()
     state = VerifyState(env="x")
     got = run("touch q", "touch q && ls", state, sandbox="test-counting-shell")
-    assert MADE == [state, state]  # one per command, both from the same state
+    assert made_states == [state, state]  # one per command, both from the same state
     assert got.reason == "different_effect"  # ls printed a listing: fresh boxes, same start
 
 
