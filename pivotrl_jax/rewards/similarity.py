@@ -3,7 +3,9 @@
 ratio = 2·M / (|e| + |a|), M the characters in matching blocks. The text compared is the
 rendered action (`render_action`, canonical JSON for calls), or with `argument="keystrokes"` the
 string value of that argument of a single call (the names must then be equal). The reference's
-terminal chain credits ratio >= 0.95 directly.
+terminal chain credits ratio >= 0.95 directly. `autojunk` is difflib's heuristic that ignores
+characters frequent in texts of 200+ characters: faster on long texts, but it can lower the ratio
+of near-identical ones, so it is off by default (`SequenceMatcher`'s own default is on).
 
 >>> from pivotrl_jax.rewards.actions import parse_action
 >>> v = SimilarityVerifier(threshold=0.9)
@@ -35,6 +37,7 @@ def action_string(action: Action, argument: str | None) -> str | None:
 class SimilarityVerifier:
     threshold: float = 0.95
     argument: str | None = None
+    autojunk: bool = False
 
     def verify(self, state: VerifyState, expected: Action, action: Action) -> VerifyResult:
         if expected.error is not None:
@@ -51,7 +54,7 @@ class SimilarityVerifier:
         e, a = action_string(expected, self.argument), action_string(action, self.argument)
         if e is None or a is None:
             return result(0.0, "argument_missing")
-        ratio = difflib.SequenceMatcher(None, e, a, autojunk=False).ratio()
+        ratio = difflib.SequenceMatcher(None, e, a, autojunk=self.autojunk).ratio()
         reward = float(ratio >= self.threshold)
         return result(reward, "similar" if reward else "dissimilar", ratio=round(ratio, 6))
 

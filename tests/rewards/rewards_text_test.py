@@ -132,3 +132,15 @@ TOOLS = (
 def test_schema_verifier(expected, response, reward, reason):
     got = run("schema", expected, response, VerifyState(tools=TOOLS))
     assert (got.reward, got.reason) == (reward, reason)
+
+
+def test_similarity_autojunk_option_follows_difflib():
+    e = "x" * 150 + " ".join(f"w{i}" for i in range(40))
+    a = e.replace("w7", "w8")
+    for autojunk in (False, True):
+        want = difflib.SequenceMatcher(None, e, a, autojunk=autojunk).ratio()
+        got = run("similarity", e, a, threshold=0.0, autojunk=autojunk)
+        assert got.info["ratio"] == pytest.approx(want, abs=1e-6)
+    # one changed character: 0.997 without the heuristic, 0.605 with it (it junks "x", "w", " ")
+    assert run("similarity", e, a, autojunk=False).reward == 1.0
+    assert run("similarity", e, a, autojunk=True).reward == 0.0
