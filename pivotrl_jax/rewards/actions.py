@@ -10,6 +10,7 @@ Accepted forms (`parse_action`):
   string}` or `{"type": "message", "content": str | [{"type": "output_text", "text": ...}]}`;
 - a list of such items (Responses-API output; several `function_call` items = parallel calls).
 
+Trailing end-of-turn tokens (`<|im_end|>`, `<|endoftext|>`) are dropped and
 `<think>...</think>` reasoning is removed before anything else, also the Qwen3 thinking form where
 the opening tag was part of the prompt. A malformed call (bad JSON, missing name, arguments not an
 object, an unclosed `<tool_call>`) makes the whole action invalid: `Action.error` names why, and
@@ -31,6 +32,7 @@ ActionKind = Literal["message", "tool_calls", "invalid"]
 
 _OPEN, _CLOSE = "<think>", "</think>"
 _CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _DECODER = json.JSONDecoder()
 _SPACE = re.compile(r"\s*")
 
@@ -185,9 +187,17 @@ def _collect(text: str, calls: list[ToolCall | str]) -> Action:
 # Forms
 
 
+def strip_end_tokens(text: str) -> str:
+    """Drop trailing end-of-turn tokens (rollouts keep them: `skip_special_tokens=False`)."""
+    text = text.rstrip()
+    while text.endswith(_END_TOKENS):
+        text = text[: text.rindex("<|")].rstrip()
+    return text
+
+
 def parse_completion(text: str) -> Action:
     """Raw completion text -> Action (Hermes `<tool_call>` blocks; the rest is the message)."""
-    text = strip_reasoning(text)
+    text = strip_reasoning(strip_end_tokens(text))
     split = _split_calls(text)
     if isinstance(split, str):
         return invalid(split)

@@ -46,6 +46,14 @@ def call(name, **args):
             Action(text="Done"),
         ),
         ("unicode ✓ 日本語", Action(text="unicode ✓ 日本語")),
+        # rollouts keep the stop token (skip_special_tokens=False)
+        ("Hello<|im_end|>", Action(text="Hello")),
+        ("Hi<|im_end|>\n<|endoftext|>", Action(text="Hi")),
+        (
+            '<tool_call>{"name": "f", "arguments": {}}</tool_call><|im_end|>',
+            Action(tool_calls=(call("f"),)),
+        ),
+        ("<|im_end|>", Action(error="empty")),
     ],
 )
 def test_parse_completion(text, expected):
