@@ -1,0 +1,137 @@
+"""The compiled generation loop: one prefill, then a `lax.while_loop` of one-token decode steps.
+
+    prefill   cache <- prompt rows [B, Tp] (left-padded) in chunks of C tokens, sample token 0
+              from the last column's logits
+    step t    feed token t-1 at position len(prompt) + t - 1, sample token t
+    stop      when t reaches max_new_tokens or every row has finished
+
+A row finishes at its first stop token (kept in its tokens) or at max_new_tokens; after that it
+still runs through the model with the others but nothing more is recorded for it. The whole loop
+is one XLA program: no host round trip per token. Sampling math is in `sampling.py`.
+
+Why chunks: the model's forward returns logits for every position it is given, [B, T, V] float32,
+and XLA does not narrow the output projection to the one column the prefill needs. Feeding the
+prompt C tokens at a time (a `lax.scan` writing the same KV cache) bounds that buffer to
+[B, C, V]; the engine picks C from a memory budget.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import Mesh
+
+from pivotrl_jax.models.config import ModelConfig
+from pivotrl_jax.models.kv_cache import KVCache, cache_shardings
+from pivotrl_jax.models.sharding import ShardingRules
+from pivotrl_jax.models.transformer import default_positions, forward_with_cache
+from pivotrl_jax.rollout.sampling import sample, step_keys
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class Decoded:
+    tokens: Array  # [B, M] int32; 0 past a row's length
+    logprobs: Array  # [B, M] float32; 0 past a row's length
+    lengths: Array  # [B] int32 tokens generated per row
+    stopped: Array  # [B] bool: the row ended on a stop token (else it hit max_new_tokens)
+
+
+def is_stop(tokens: Array, stop_ids: Array) -> Array:
+    """[B] bool: tokens [B] that appear in stop_ids [S'] (padded with -1, which never matches)."""
+    return jnp.any(tokens[:, None] == stop_ids[None, :], axis=-1)
+
+
+def generate(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    prompt_ids: Array,  # [B, Tp] int32, left-padded
+    prompt_mask: Array,  # [B, Tp] int32, 1 for a prompt token, 0 for padding
+    row_keys: Array,  # [B] typed PRNG keys
+    max_new_tokens: Array,  # [] int32, at most max_steps
+    temperature: Array,  # [] float32; unused when greedy
+    top_k: Array,  # [] int32; <= 0 is off
+    top_p: Array,  # [] float32
+    stop_ids: Array,  # [S'] int32, padded with -1
+    *,
+    config: ModelConfig,
+    max_steps: int,  # M, the static size of the output buffers
+    prefill_chunk: int,  # C, divides Tp
+    greedy: bool,
+    filtered: bool,
+    mesh: Mesh | None = None,
+    rules: ShardingRules | None = None,
+) -> Decoded:
+    """Samples up to `max_new_tokens` tokens after each prompt row; see the module docstring.
+
+    Everything after `*` is static (bind it with functools.partial before jax.jit). With a
+    `mesh`, the KV cache is laid out like the model's activations (rows over the batch axes,
+    KV heads over `tensor`).
+    """
+    B, Tp = prompt_ids.shape
+    M = max_steps
+    cache = KVCache.init(config, B, Tp + M)
+    if mesh is not None:
+        cache = jax.lax.with_sharding_constraint(
+            cache, cache_shardings(cache, mesh, rules or ShardingRules())
+        )
+    draw = lambda logits, t: sample(
+        logits, step_keys(row_keys, t), temperature, top_k, top_p, greedy=greedy, filtered=filtered
+    )
+
+    C = prefill_chunk
+    if Tp % C:
+        raise ValueError(f"prefill chunk {C} does not divide the prompt length {Tp}")
+    chunked = lambda x: x.reshape(B, Tp // C, C).transpose(1, 0, 2)  # [Tp/C, B, C]
+    positions = default_positions(prompt_mask)  # [B, Tp]
+
+    def prefill(carry, chunk):
+        cache, _ = carry
+        ids, pos, mask = chunk  # [B, C] each
+        logits, cache = forward_with_cache(graphdef, params, ids, pos, mask, cache)  # [B, C, V]
+        return (cache, logits[:, -1]), None
+
+    last = jnp.zeros((B, config.vocab_size), jnp.float32)
+    (cache, last), _ = jax.lax.scan(
+        prefill, (cache, last), (chunked(prompt_ids), chunked(positions), chunked(prompt_mask))
+    )
+    token, logprob = draw(last, 0)  # left padding: the last column is a real token
+    prompt_len = jnp.sum(prompt_mask != 0, axis=1).astype(jnp.int32)  # [B]
+    stopped = is_stop(token, stop_ids)
+    out = Decoded(
+        tokens=jnp.zeros((B, M), jnp.int32).at[:, 0].set(token),
+        logprobs=jnp.zeros((B, M), jnp.float32).at[:, 0].set(logprob),
+        lengths=jnp.ones((B,), jnp.int32),
+        stopped=stopped,
+    )
+    done = stopped | (max_new_tokens <= 1)
+    limit = jnp.minimum(max_new_tokens, M)
+
+    def cond(carry):
+        t, _, _, done, _ = carry
+        return (t < limit) & ~jnp.all(done)
+
+    def body(carry):
+        t, cache, out, done, last = carry
+        step_positions = (prompt_len + t - 1)[:, None]  # [B, 1]
+        logits, cache = forward_with_cache(
+            graphdef, params, last[:, None], step_positions, jnp.ones((B, 1), jnp.int32), cache
+        )  # [B, 1, V]
+        token, logprob = draw(logits[:, 0], t)
+        live = ~done
+        stop = is_stop(token, stop_ids) & live
+        out = Decoded(
+            tokens=out.tokens.at[:, t].set(jnp.where(live, token, 0)),
+            logprobs=out.logprobs.at[:, t].set(jnp.where(live, logprob, 0.0)),
+            lengths=out.lengths + live.astype(jnp.int32),
+            stopped=out.stopped | stop,
+        )
+        done = done | stop | (t + 1 >= limit)
+        return t + 1, cache, out, done, token
+
+    carry = (jnp.asarray(1, jnp.int32), cache, out, done, token)
+    _, _, out, _, _ = jax.lax.while_loop(cond, body, carry)
+    return out

@@ -1,0 +1,355 @@
+"""The in-process JAX rollout engine: the policy's own parameters, jitted prefill + decode loop.
+
+    engine = JaxEngine.from_pretrained(model_dir, mesh=mesh)        # or JaxEngine(model, ...)
+    groups = engine.generate(prompt_ids, SamplingParams(max_new_tokens=256, seed=0), n=16)
+    engine.update_weights(train_state_params, version=step)          # no host copy
+
+What it returns, per prompt and sample (a `Completion`):
+  token_ids      the sampled tokens, a stop token included when it ended the completion
+  logprobs       log pi_T(a_t | s, a_<t) of each sampled token, pi_T = softmax(logits / T) of the
+                 model's float32 logits, UNtruncated: top-k / top-p choose which tokens may be
+                 drawn but do not renormalise the reported logprob. At T = 1 this is exactly the
+                 model's own log-softmax (what GRPO's ratio needs); greedy (T = 0) reports the
+                 temperature-1 log-softmax. This is SGLang's default (`output_token_logprobs`).
+  finish_reason  "stop" (a stop id was sampled: one of SamplingParams.stop_token_ids or, unless
+                 JaxEngineOptions(stop_at_eos=False), the model config's eos_token_id, as
+                 SGLang and transformers do) or "length" (max_new_tokens reached)
+  weight_version the version given to the last `update_weights` (or the constructor)
+
+How it runs: all n samples of all P prompts are rows (B = P * n), sorted by prompt length and cut
+into chunks of at most `max_batch_size` rows. Each chunk is left-padded to a bucket (powers of
+two for rows, prompt length and max_new_tokens; see `buckets.py`) and runs as one compiled program
+(`decode.generate`: chunked prefill, then a `lax.while_loop` that exits when every row is done),
+so new request sizes rarely recompile and no token round-trips to the host. Rows are sharded over
+the mesh's batch axes, parameters by the model's sharding rules.
+
+Reproducibility: row (prompt i, sample j) draws from key fold_in(fold_in(key(seed), i), j),
+folded again with the step, so the same seed and prompts give the same tokens whatever the
+chunking; a seed of None draws a fresh one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from pivotrl_jax.models import (
+    DEFAULT_RULES,
+    ModelConfig,
+    ShardingRules,
+    activation_sharding,
+    load_model,
+    param_shardings,
+)
+from pivotrl_jax.models.sharding import single_device_mesh
+from pivotrl_jax.rollout.base import Completion, SamplingParams
+from pivotrl_jax.rollout.buckets import bucket
+from pivotrl_jax.rollout.decode import Decoded, generate
+
+TRUNCATIONS = ("error", "left")
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxEngineOptions:
+    """How the engine batches and bounds requests (not what it samples: see SamplingParams)."""
+
+    max_batch_size: int = 64  # rows per compiled call; rounded up to the data-parallel degree
+    min_batch_bucket: int = 8  # smallest padded row count
+    max_context: int | None = None  # prompt + max_new_tokens limit; None: the model's maximum
+    truncation: str = "error"  # a too-long prompt: "error", or "left" (keep its last tokens)
+    min_prompt_bucket: int = 16  # smallest padded prompt length
+    min_new_tokens_bucket: int = 16  # smallest compiled decode buffer
+    prefill_logits_bytes: int = 256 * 2**20  # bound on the [B, C, V] f32 logits of a prefill chunk
+    stop_at_eos: bool = True  # the model config's eos_token_id(s) join every request's stop ids
+
+    def __post_init__(self):
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation {self.truncation!r} is not one of {TRUNCATIONS}")
+        names = ("max_batch_size", "min_batch_bucket", "min_prompt_bucket", "min_new_tokens_bucket")
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+class JaxEngine:
+    """The `RolloutEngine` that samples with the policy's own JAX parameters on a mesh.
+
+    Args:
+      model: an NNX `Transformer` (its parameters are placed on `mesh` by `rules`).
+      config: the model's `ModelConfig` (default: `model.config`).
+      mesh: where to run (default: the first device); rows go over the batch axes of `rules`.
+      weight_version: the tag of the initial weights on every Completion.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        config: ModelConfig | None = None,
+        mesh: Mesh | None = None,
+        rules: ShardingRules = DEFAULT_RULES,
+        options: JaxEngineOptions | None = None,
+        weight_version: Any = 0,
+    ):
+        self.config = config or model.config
+        self.mesh = mesh or single_device_mesh()
+        self.rules = rules
+        self.options = options or JaxEngineOptions()
+        self.max_context = self.options.max_context or self.config.max_position_embeddings
+        self._data_parallel = math.prod(
+            self.mesh.shape[a] for a in rules.batch if a in self.mesh.shape
+        )
+        dp = self._data_parallel
+        self._max_rows = -(-self.options.max_batch_size // dp) * dp
+        self._graphdef, state = nnx.split(model)
+        self._shardings = param_shardings(state, self.mesh, rules)
+        self._params: nnx.State | None = None
+        self.weight_version = weight_version
+        eos = self.config.eos_token_id if self.options.stop_at_eos else None
+        self._eos_ids = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+        self._place(state)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | os.PathLike,
+        *,
+        mesh: Mesh | None = None,
+        rules: ShardingRules = DEFAULT_RULES,
+        dtype: str | None = None,
+        param_dtype: str | None = None,
+        options: JaxEngineOptions | None = None,
+        weight_version: Any = 0,
+    ) -> JaxEngine:
+        """An engine on an HF safetensors folder (or a native one); `dtype` is the compute dtype,
+        `param_dtype` the storage dtype (both default to the checkpoint's)."""
+        overrides = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v}
+        mesh = mesh or single_device_mesh()
+        model, config = load_model(model_dir, mesh=mesh, rules=rules, **overrides)
+        return cls(
+            model,
+            config=config,
+            mesh=mesh,
+            rules=rules,
+            options=options,
+            weight_version=weight_version,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # Weights.
+
+    @property
+    def graphdef(self) -> nnx.GraphDef:
+        return self._graphdef
+
+    @property
+    def params(self) -> nnx.State:
+        self._check_open()
+        return self._params
+
+    def update_weights(
+        self, source: nnx.State | nnx.Module | str | os.PathLike, version: Any
+    ) -> None:
+        """Swaps in new parameters and tags later completions with `version`.
+
+        `source` is an `nnx.State` with this model's structure (typically the trainer's params,
+        already on device), an NNX model, or a model folder. Arrays already laid out as this
+        engine wants are used as they are (no copy); others move device to device (resharded
+        and cast to the engine's dtypes on device). The engine keeps references to the arrays
+        it is given: do not donate them to a later jitted step while they serve rollouts.
+        """
+        self._check_open()
+        if isinstance(source, str | os.PathLike):
+            overrides = {"dtype": self.config.dtype, "param_dtype": self.config.param_dtype}
+            source, _ = load_model(source, mesh=self.mesh, rules=self.rules, **overrides)
+        if isinstance(source, nnx.Module):
+            source = nnx.state(source)
+        self._place(source)
+        self.weight_version = version
+
+    def _place(self, state: nnx.State) -> None:
+        """Puts `state` on this engine's shardings (no copy where it already is), in its dtypes."""
+        ref = self._params
+        if ref is not None:
+            if jax.tree.structure(state) != jax.tree.structure(ref):
+                raise ValueError(
+                    "update_weights: the new state's structure differs from the "
+                    "engine's model (a different config?)"
+                )
+            for (path, x), y in zip(jax.tree.leaves_with_path(state), jax.tree.leaves(ref)):
+                if x.shape != y.shape:
+                    raise ValueError(
+                        f"update_weights: {jax.tree_util.keystr(path)} has shape "
+                        f"{x.shape}, the engine's model {y.shape}"
+                    )
+        placed = jax.device_put(state, self._shardings)
+        if ref is not None:
+            placed = jax.tree.map(
+                lambda x, y: x if x.dtype == y.dtype else x.astype(y.dtype), placed, ref
+            )
+        self._params = placed
+
+    # ---------------------------------------------------------------------------------------
+    # Generation.
+
+    def generate(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, n: int = 1
+    ) -> list[list[Completion]]:
+        """`n` completions for each prompt, in prompt order; see the module docstring."""
+        self._check_open()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        prompts = [self._prepare(i, p, params.max_new_tokens) for i, p in enumerate(prompt_ids)]
+        if not prompts:
+            return []
+        seed = params.seed if params.seed is not None else secrets.randbits(31)
+        base_key = jax.random.key(seed)
+        rows = sorted(
+            ((i, j) for i in range(len(prompts)) for j in range(n)),
+            key=lambda r: -len(prompts[r[0]]),
+        )
+        greedy = params.temperature == 0
+        filtered = not greedy and (params.top_k > 0 or params.top_p < 1)
+        M = bucket(params.max_new_tokens, minimum=self.options.min_new_tokens_bucket)
+        stops = sorted(set(params.stop_token_ids) | self._eos_ids)
+        stop_ids = np.full(bucket(max(len(stops), 1), minimum=4), -1, np.int32)
+        stop_ids[: len(stops)] = stops
+        scalars = (
+            jnp.int32(params.max_new_tokens),
+            jnp.float32(params.temperature),
+            jnp.int32(params.top_k),
+            jnp.float32(params.top_p),
+            jnp.asarray(stop_ids),
+        )
+        pending = []
+        for start in range(0, len(rows), self._max_rows):  # dispatch all chunks, then wait
+            chunk = rows[start : start + self._max_rows]
+            pending.append(
+                (chunk, self._run(chunk, prompts, base_key, scalars, M, greedy, filtered))
+            )
+        out: list[list[Completion | None]] = [[None] * n for _ in prompts]
+        for chunk, decoded in pending:
+            d = jax.device_get(decoded)
+            for r, (i, j) in enumerate(chunk):
+                length = int(d.lengths[r])
+                out[i][j] = Completion(
+                    token_ids=[int(t) for t in d.tokens[r, :length]],
+                    logprobs=[float(x) for x in d.logprobs[r, :length]],
+                    finish_reason="stop" if d.stopped[r] else "length",
+                    weight_version=self.weight_version,
+                )
+        return out
+
+    def _prepare(self, index: int, prompt: Sequence[int], max_new_tokens: int) -> np.ndarray:
+        ids = np.asarray(prompt, dtype=np.int64).reshape(-1)
+        V = self.config.vocab_size
+        if ids.size == 0:
+            raise ValueError(f"prompt {index} is empty")
+        if ids.min() < 0 or ids.max() >= V:
+            raise ValueError(f"prompt {index} has a token id outside [0, {V})")
+        room = self.max_context - max_new_tokens
+        if room < 1:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
+                f"the context of {self.max_context} tokens"
+            )
+        if ids.size > room:
+            if self.options.truncation == "error":
+                raise ValueError(
+                    f"prompt {index} has {ids.size} tokens; with max_new_tokens="
+                    f"{max_new_tokens} at most {room} fit the context of {self.max_context} "
+                    "(JaxEngineOptions(truncation='left') keeps the last tokens instead)"
+                )
+            ids = ids[-room:]
+        return ids.astype(np.int32)
+
+    def _run(
+        self,
+        chunk: list[tuple[int, int]],
+        prompts: list[np.ndarray],
+        base_key: jax.Array,
+        scalars: tuple,
+        M: int,
+        greedy: bool,
+        filtered: bool,
+    ) -> Decoded:
+        """Pads one chunk of rows to its buckets and dispatches its compiled program."""
+        dp = self._data_parallel
+        B = bucket(
+            len(chunk), minimum=self.options.min_batch_bucket, multiple=dp, maximum=self._max_rows
+        )
+        Tp = bucket(
+            max(len(prompts[i]) for i, _ in chunk),
+            minimum=self.options.min_prompt_bucket,
+            maximum=self.max_context,
+        )
+        ids = np.zeros((B, Tp), np.int32)
+        mask = np.zeros((B, Tp), np.int32)
+        index = np.zeros((B, 2), np.int32)
+        for r in range(B):  # padding rows repeat the first row; their results are dropped
+            i, j = chunk[r] if r < len(chunk) else chunk[0]
+            ids[r, Tp - len(prompts[i]) :] = prompts[i]
+            mask[r, Tp - len(prompts[i]) :] = 1
+            index[r] = (i, j)
+        V = self.config.vocab_size
+        per_token = B * V * 4  # bytes of one prefill column of float32 logits
+        C = math.gcd(
+            Tp, 1 << max(self.options.prefill_logits_bytes // per_token, 1).bit_length() - 1
+        )
+        rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
+        keys = rows(_row_keys(base_key, jnp.asarray(index)))
+        fn = _compiled(self._graphdef, self.config, self.mesh, self.rules, M, C, greedy, filtered)
+        return fn(self._params, rows(ids), rows(mask), keys, *scalars)
+
+    def close(self) -> None:
+        """Drops the parameters; the engine cannot generate afterwards."""
+        self._params = None
+
+    def _check_open(self) -> None:
+        if self._params is None:
+            raise RuntimeError("this JaxEngine is closed")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(
+    graphdef: nnx.GraphDef,
+    config: ModelConfig,
+    mesh: Mesh,
+    rules: ShardingRules,
+    M: int,
+    C: int,
+    greedy: bool,
+    filtered: bool,
+):
+    """The jitted `decode.generate` for these statics, shared by engines of the same model."""
+    return jax.jit(
+        functools.partial(
+            generate,
+            graphdef,
+            config=config,
+            max_steps=M,
+            prefill_chunk=C,
+            greedy=greedy,
+            filtered=filtered,
+            mesh=mesh,
+            rules=rules,
+        )
+    )
+
+
+@jax.jit
+def _row_keys(base_key: jax.Array, index: jax.Array) -> jax.Array:
+    """[B] keys fold_in(fold_in(base, prompt), sample) from index [B, 2] = (prompt, sample)."""
+    fold = jax.vmap(jax.random.fold_in, in_axes=(None, 0))
+    return jax.vmap(jax.random.fold_in)(fold(base_key, index[:, 0]), index[:, 1])
