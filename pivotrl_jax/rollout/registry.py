@@ -9,5 +9,8 @@ from collections.abc import Callable
 
 from pivotrl_jax.registry import Registry
 from pivotrl_jax.rollout.base import RolloutEngine
+from pivotrl_jax.rollout.sglang_engine import SglangEngine
 
 ENGINES: Registry[Callable[..., RolloutEngine]] = Registry("rollout engine")
+
+ENGINES.register("sglang", SglangEngine)

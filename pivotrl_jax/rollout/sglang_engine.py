@@ -144,6 +144,7 @@ class SglangEngine:
         self._in_flight_lock = threading.Lock()
         self._closed = threading.Event()
         self.last_refit_s: float | None = None
+        self._server_input_limit: int | None = None
         self.weight_version = (
             weight_version if weight_version is not None else self._server_weight_version()
         )
@@ -189,17 +190,33 @@ class SglangEngine:
         ids = [int(t) for t in prompt]
         if not ids:
             raise ValueError(f"prompt {index} is empty")
-        limit = self.options.context_length
-        if limit is None or len(ids) + max_new_tokens <= limit:
+        context = self.options.context_length
+        if context is None:
             return ids
-        keep = limit - max_new_tokens
+        keep = self._max_prompt_len(context - max_new_tokens)
+        if len(ids) <= keep:
+            return ids
         if self.options.truncation == "left" and keep > 0:
             return ids[-keep:]
         raise PromptTooLongError(
-            f"prompt {index} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} it needs "
-            f"{len(ids) + max_new_tokens} > context_length={limit} "
+            f"prompt {index} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} at most "
+            f"{keep} fit (context_length={context}, and what the servers accept) "
             f"(SglangEngineOptions(truncation='left') drops the oldest tokens instead)"
         )
+
+    def _max_prompt_len(self, budget: int) -> int:
+        """min(budget, what every server accepts): SGLang refuses a prompt of
+        `max_req_input_len` (its /server_info; about context - 6) tokens or more."""
+        if self._server_input_limit is None:
+            limits = []
+            for url in self.urls:
+                with contextlib.suppress(requests.RequestException, KeyError, ValueError):
+                    info = self._session().get(
+                        f"{url}/server_info", timeout=self.options.connect_timeout_s
+                    )
+                    limits.append(int(info.json()["max_req_input_len"]) - 1)
+            self._server_input_limit = min(limits, default=budget)
+        return min(budget, self._server_input_limit)
 
     def _run_job(
         self, rid: str, prompt: list[int], params: SamplingParams, job: _Job
@@ -272,9 +289,10 @@ class SglangEngine:
     ) -> tuple[str, Any]:  # fmt: skip
         """POSTs to `url` (or the next servers in turn); returns (url, JSON reply)."""
         errors = []
+        first = next(self._next_server)  # round robin; a retry moves on to the next server
         for attempt in range(self.options.retries + 1):
             self._check_open()
-            target = url or self.urls[next(self._next_server) % len(self.urls)]
+            target = url or self.urls[(first + attempt) % len(self.urls)]
             try:
                 return target, self._post(target, path, body, rid=rid, timeout_s=timeout_s)
             except _Retryable as e:
@@ -308,7 +326,8 @@ class SglangEngine:
             raise _Retryable(f"HTTP {reply.status_code}: {reply.text[:500]}")
         if reply.status_code >= 400:
             message = _error_message(reply)
-            kind = PromptTooLongError if "context length" in message else SglangError
+            too_long = "context length" in message or "maximum allowed length" in message
+            kind = PromptTooLongError if too_long else SglangError
             raise kind(f"{path} refused (HTTP {reply.status_code}): {message}", url=url, rid=rid)
         try:
             return reply.json()
