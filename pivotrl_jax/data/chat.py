@@ -145,3 +145,10 @@ def truncate_left(
             return None
         rest = rest[nxt:]
         dropped += nxt
+
+
+def tokenize_record(tokenizer: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A candidate record extracted without a tokenizer, with its token fields filled in
+    (checked against the state followed by the action)."""
+    c = Candidate.from_record(record)
+    return {**record, **with_tokens(c, tokenize_candidate(tokenizer, c, None)).to_record()}

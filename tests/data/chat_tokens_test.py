@@ -151,3 +151,16 @@ def test_max_prompt_tokens_drop_and_left_truncate(tiny_tokenizer, tmp_path):
         # Each truncated prompt keeps as many exchanges as fit: one more would not.
         if r["truncated_messages"]:
             assert r["truncated_messages"] == 2 * (k - 2)
+
+
+def test_tokenize_later_equals_tokenize_at_extraction(sft_file, tiny_tokenizer, tmp_path):
+    plain, tok = tmp_path / "plain", tmp_path / "tok"
+    extraction.extract([sft_file], plain)
+    extraction.extract([sft_file], tok, tokenizer=tiny_tokenizer)
+    later = [
+        chat.tokenize_record(tiny_tokenizer, r) for r in records.read_records(plain, "candidates")
+    ]
+    now = list(records.read_records(tok, "candidates"))
+    assert [r["prompt_ids"] for r in later] == [r["prompt_ids"] for r in now]
+    assert [r["completion_ids"] for r in later] == [r["completion_ids"] for r in now]
+    assert all(r["prompt_ids"] for r in later)
