@@ -15,10 +15,6 @@ from pivotrl_jax.envs.base import Completion, Message, Policy, ToolSpec
 from pivotrl_jax.rewards.actions import Action, parse_action
 
 
-def call(name: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return name, arguments
-
-
 def assistant_calls(calls: Sequence[tuple[str, dict[str, Any]]], turn: int) -> Message:
     """An assistant message with one tool call per (name, arguments); arguments keep their order."""
     return {

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pivotrl_jax.envs.answers import answer_in
 from pivotrl_jax.envs.base import Message, ToolSpec
 from pivotrl_jax.envs.messages import function_spec, history_calls, tool_result
 from pivotrl_jax.envs.progress import moves_toward
 from pivotrl_jax.envs.sessions import find_session, session_line
 from pivotrl_jax.envs.terminal.expert import TOOL_NAME
-from pivotrl_jax.envs.terminal.fs import VirtualFS
 from pivotrl_jax.envs.terminal.shell import Shell, ShellResult
-from pivotrl_jax.envs.terminal.tasks import TerminalTask, answer_in, make_task
+from pivotrl_jax.envs.terminal.tasks import TerminalTask, make_task
 from pivotrl_jax.rewards.actions import parse_action
 from pivotrl_jax.rewards.base import VerifyState
 from pivotrl_jax.rewards.sandbox import SANDBOXES, SandboxResult
@@ -182,7 +182,6 @@ __all__ = [
     "TOOLS",
     "TerminalEnv",
     "TerminalSandbox",
-    "VirtualFS",
     "acceptable",
     "make_env",
     "replay",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import posixpath
 import random
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,11 +106,6 @@ def make_task(session: int) -> TerminalTask:
         answer=draw.answer,
         params=draw.params,
     )
-
-
-def answer_in(answer: str, message: str) -> bool:
-    """`answer` appears in `message` as a whole token (so "7" is not found in "17")."""
-    return re.search(rf"(?<![\w]){re.escape(answer)}(?!\w)", message, re.IGNORECASE) is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pivotrl_jax.envs.answers import answer_in
 from pivotrl_jax.envs.base import Message
 from pivotrl_jax.envs.messages import action_calls, history_calls, tool_result
 from pivotrl_jax.envs.progress import flatten, moves_toward
 from pivotrl_jax.envs.sessions import find_session, session_line
-from pivotrl_jax.envs.terminal.tasks import answer_in
 from pivotrl_jax.envs.tool_use.tasks import ToolUseTask, make_task
 from pivotrl_jax.envs.tool_use.tools import TOOLS, dumps, execute, facts
 from pivotrl_jax.envs.tool_use.world import DB, copy_db, functional
