@@ -45,12 +45,8 @@ def function_spec(name: str, description: str, properties: dict, required: list[
         "function": {
             "name": name,
             "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": properties,
-                "required": required,
-                "additionalProperties": False,
-            },
+            "parameters": {"type": "object", "properties": properties}
+            | ({"required": required} if required else {}),
         },
     }
 

@@ -26,13 +26,13 @@ _S = {"type": "string"}
 TOOLS: list[ToolSpec] = [
     function_spec(
         "find_customer",
-        "Find a customer by email or by full name (give at least one).",
+        "Find a customer by email or full name.",
         {"email": _S, "name": _S},
         [],
     ),
     function_spec(
         "get_customer",
-        "Profile of a customer: contact, address, order ids.",
+        "A customer's profile.",
         {"customer_id": _S},
         ["customer_id"],
     ),
@@ -67,12 +67,12 @@ def dumps(result: Result) -> str:
 
 def _argument_error(name: str, args: dict[str, Any]) -> str | None:
     params = _PARAMS[name]
-    for key, value in args.items():
+    for key, value in args.items():  # unknown arguments are refused
         if key not in params["properties"]:
             return f"unexpected argument '{key}'"
         if not isinstance(value, str):
             return f"argument '{key}' must be a string"
-    missing = [k for k in params["required"] if k not in args]
+    missing = [k for k in params.get("required", []) if k not in args]
     return f"missing argument '{missing[0]}'" if missing else None
 
 
