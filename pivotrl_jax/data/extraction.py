@@ -121,8 +121,11 @@ def _candidates(
 
 
 class _PivotRowWriter:
+    """Writes `pivot_rows.jsonl` under a temporary name; `commit` renames it into place."""
+
     def __init__(self, out_dir: Path):
-        self._ctx = atomic.atomic_open(out_dir / PIVOT_ROWS_NAME, "w", encoding="utf-8")
+        self.path = out_dir / PIVOT_ROWS_NAME
+        self._ctx = atomic.atomic_open(self.path, "w", encoding="utf-8")
         self._f = self._ctx.__enter__()
         self.count = 0
 
@@ -132,10 +135,10 @@ class _PivotRowWriter:
 
     def commit(self) -> list[Path]:
         self._ctx.__exit__(None, None, None)
-        return [Path(self._f.name).parent / PIVOT_ROWS_NAME]
+        return [self.path]
 
     def abort(self, exc: BaseException) -> None:
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
 
 class _RecordWriter:

@@ -238,6 +238,8 @@ def test_cli_fail_writes_nothing_and_skip_writes_good_rows(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}:2: messages[1].role: unknown role 'robot'" in err
     assert not out.exists()
+    assert cli.main(["extract", "--input", path, "--output", str(out), "--format=pivot-rows"]) == 2
+    assert not out.exists()
     assert cli.main(["extract", "--input", path, "--output", str(out), "--on_error=skip"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["skipped_rows"] == {"unknown_role": 1}
