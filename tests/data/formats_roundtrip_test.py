@@ -157,3 +157,21 @@ def test_hf_rows_locate_errors_by_row(tmp_path):
     assert [t.id for t in got] == ["w1"]
     (example,) = report.examples
     assert example.startswith(f"{parquet}:2: messages[0].role: unknown role 'robot'")
+
+
+def test_dataset_folder_written_by_save_to_disk(tmp_path):
+    import datasets
+
+    rows = [traj_shell(), dict(traj_plain(), id="p1")]
+    folder = tmp_path / "ds"
+    table = {"id": [r["id"] for r in rows], "messages": [json.dumps(r["messages"]) for r in rows]}
+    datasets.Dataset.from_dict(table).save_to_disk(str(folder))
+    jsonl = write_jsonl(
+        tmp_path / "same.jsonl", [{"id": r["id"], "messages": r["messages"]} for r in rows]
+    )
+    assert cli.main(["extract", "--input", str(folder), "--output", str(tmp_path / "d")]) == 0
+    assert cli.main(["extract", "--input", jsonl, "--output", str(tmp_path / "j")]) == 0
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "source"} for r in rs]
+    got = _records(tmp_path / "d")
+    assert strip(got) == strip(_records(tmp_path / "j")) and len(got) == 5
+    assert got[0]["source"] == f"{folder}:1" and got[-1]["source"] == f"{folder}:2"
