@@ -18,10 +18,14 @@ Modes (names follow verl's `loss_agg_mode`):
     seq-mean-token-mean      sum = Σ_b (Σ_t m_bt l_bt) / n_b    count = #{b : n_b > 0}
     seq-mean-token-sum-norm  sum = Σ_b Σ_t m_bt l_bt            count = #{b : n_b > 0} · H
 
-with n_b = Σ_t m_bt. The last is Dr.GRPO (arXiv 2503.20783): a sequence's token sum
-divided by a constant horizon H (the maximum response length), so that neither the
-sequence's own length nor the padded width of a micro-batch rescales its gradient.
-Rows with no valid token contribute 0 to both sum and count.
+with n_b = Σ_t m_bt. A "sequence" b is a row, or, for packed rows (several sequences per
+row, told apart by `segment_ids`, 0 = padding), one segment of a row: a packed batch gives
+the same (sum, count) as the same sequences one per row.
+
+The last mode is Dr.GRPO (arXiv 2503.20783): a sequence's token sum divided by a constant
+horizon H (the maximum response length), so that neither the sequence's own length nor the
+padded width of a micro-batch rescales its gradient. Sequences with no valid token
+contribute 0 to both sum and count.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ class LossParts(NamedTuple):
 
 
 class Aggregation(Protocol):
-    def __call__(self, values: Array, mask: Array, *, horizon: int | None) -> LossParts: ...
+    def __call__(
+        self, values: Array, mask: Array, *, horizon: int | None, segment_ids: Array | None = None
+    ) -> LossParts: ...
 
 
 AGGREGATIONS: Registry[Aggregation] = Registry("loss aggregation")
@@ -56,15 +62,40 @@ def as_float(x: Array) -> Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def per_sequence_sum(
+    x: Array,  # [B, T]
+    segment_ids: Array | None = None,  # [B, T] int, 0 = padding, 1.. = sequence in the row
+) -> Array:  # [N]: N = B (one sequence per row) or B·(T+1) (packed; unused slots are 0)
+    """Σ_t x over each sequence: a row, or each (row, segment) of packed rows."""
+    if segment_ids is None:
+        return jnp.sum(x, axis=-1)
+    b, t = x.shape
+    ids = jnp.arange(b)[:, None] * (t + 1) + segment_ids  # [B, T] unique per (row, segment)
+    return jax.ops.segment_sum(x.reshape(-1), ids.reshape(-1), num_segments=b * (t + 1))
+
+
+def per_token(
+    seq: Array,  # [N] from per_sequence_sum
+    segment_ids: Array | None,  # [B, T] or None
+    shape: tuple[int, int],  # (B, T)
+) -> Array:  # [B, T]: each token's sequence value
+    """Broadcast per-sequence values back onto their tokens (inverse layout of per_sequence_sum)."""
+    if segment_ids is None:
+        return jnp.broadcast_to(seq[:, None], shape)
+    b, t = shape
+    return seq[jnp.arange(b)[:, None] * (t + 1) + segment_ids]
+
+
 @AGGREGATIONS.register("token-mean")
 def token_mean(
     values: Array,  # [B, T]
     mask: Array,  # [B, T]
     *,
     horizon: int | None = None,  # unused: the count is the number of valid tokens
+    segment_ids: Array | None = None,  # unused: packing does not change a token mean
 ) -> LossParts:
     """Every valid token weighs the same: Σ m·l / Σ m (DAPO, PivotRL's token-level loss)."""
-    del horizon
+    del horizon, segment_ids
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
     return LossParts(jnp.sum(values * mask), jnp.sum(mask))
 
@@ -74,13 +105,14 @@ def seq_mean_token_mean(
     values: Array,  # [B, T]
     mask: Array,  # [B, T]
     *,
-    horizon: int | None = None,  # unused: the count is the number of non-empty rows
+    horizon: int | None = None,  # unused: the count is the number of non-empty sequences
+    segment_ids: Array | None = None,  # [B, T] for packed rows
 ) -> LossParts:
     """Each sequence's token mean, averaged over sequences (the original GRPO)."""
     del horizon
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
-    n = jnp.sum(mask, axis=-1)  # [B]
-    seq = jnp.sum(values * mask, axis=-1) / jnp.maximum(n, 1.0)  # [B]
+    n = per_sequence_sum(mask, segment_ids)  # [N]
+    seq = per_sequence_sum(values * mask, segment_ids) / jnp.maximum(n, 1.0)  # [N]
     return LossParts(jnp.sum(seq), jnp.sum((n > 0).astype(values.dtype)))
 
 
@@ -90,13 +122,14 @@ def seq_mean_token_sum_norm(
     mask: Array,  # [B, T]
     *,
     horizon: int | None,  # the constant H (maximum response length); required
+    segment_ids: Array | None = None,  # [B, T] for packed rows
 ) -> LossParts:
     """Dr.GRPO: Σ_b Σ_t m·l / (#sequences · H) with a constant horizon H."""
     if horizon is None or horizon <= 0:
         raise ValueError(f"seq-mean-token-sum-norm needs a constant horizon > 0, got {horizon}")
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
-    rows = jnp.sum((jnp.sum(mask, axis=-1) > 0).astype(values.dtype))
-    return LossParts(jnp.sum(values * mask), rows * horizon)
+    sequences = jnp.sum((per_sequence_sum(mask, segment_ids) > 0).astype(values.dtype))
+    return LossParts(jnp.sum(values * mask), sequences * horizon)
 
 
 def aggregate(
@@ -105,9 +138,10 @@ def aggregate(
     mask: Array,  # [B, T]
     *,
     horizon: int | None = None,
+    segment_ids: Array | None = None,  # [B, T] for packed rows
 ) -> LossParts:
     """Look up `mode` in AGGREGATIONS and apply it."""
-    return AGGREGATIONS.get(mode)(values, mask, horizon=horizon)
+    return AGGREGATIONS.get(mode)(values, mask, horizon=horizon, segment_ids=segment_ids)
 
 
 def combine(parts: list[LossParts] | tuple[LossParts, ...]) -> LossParts:

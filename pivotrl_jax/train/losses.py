@@ -32,7 +32,14 @@ import jax
 import jax.numpy as jnp
 
 from pivotrl_jax.registry import Registry
-from pivotrl_jax.train.aggregation import AGGREGATIONS, LossParts, aggregate, as_float
+from pivotrl_jax.train.aggregation import (
+    AGGREGATIONS,
+    LossParts,
+    aggregate,
+    as_float,
+    per_sequence_sum,
+    per_token,
+)
 from pivotrl_jax.train.kl import KL_ESTIMATORS, KL_REFUSED_AS_LOSS, kl_estimate
 
 Array = jax.Array
@@ -65,6 +72,7 @@ class PolicyLoss(Protocol):
         clip_low: float,
         clip_high: float,
         clip_c: float | None,
+        segment_ids: Array | None = None,
     ) -> PolicyTerms: ...
 
 
@@ -96,6 +104,7 @@ def ppo(
     clip_low: float,
     clip_high: float,
     clip_c: float | None,
+    segment_ids: Array | None = None,  # unused: token-local
 ) -> PolicyTerms:
     """PPO clip with decoupled bounds (DAPO's clip-higher) and optional dual clip.
 
@@ -104,7 +113,7 @@ def ppo(
     dual clip (arXiv 1912.09729), when clip_c is set: l = min(l, -A·c) for A < 0, which
     bounds the loss of a negative-advantage token whose ratio has run far above 1.
     """
-    del mask
+    del mask, segment_ids
     lp, old = as_float(logprobs), as_float(old_logprobs)  # float32 (or wider)
     a = _token_advantages(advantages, lp.shape)
     ratio = jnp.exp(jnp.clip(lp - old, -PPO_LOG_RATIO_BOUND, PPO_LOG_RATIO_BOUND))
@@ -127,6 +136,7 @@ def gspo(
     clip_low: float,
     clip_high: float,
     clip_c: float | None,  # must be None: GSPO has no dual clip
+    segment_ids: Array | None = None,  # [B, T] for packed rows: one ratio per segment
 ) -> PolicyTerms:
     """GSPO (arXiv 2507.18071): one ratio per sequence, the geometric mean of its token ratios.
 
@@ -140,9 +150,10 @@ def gspo(
     lp, old = as_float(logprobs), as_float(old_logprobs)  # float32 (or wider)
     m = as_float(mask)
     a = _token_advantages(advantages, lp.shape)
-    n = jnp.maximum(jnp.sum(m, axis=-1), 1.0)  # [B]
-    seq_log_ratio = jnp.sum((lp - old) * m, axis=-1) / n  # [B]
-    log_s = lp - jax.lax.stop_gradient(lp) + jax.lax.stop_gradient(seq_log_ratio)[:, None]
+    n = jnp.maximum(per_sequence_sum(m, segment_ids), 1.0)  # [N] sequences
+    seq_log_ratio = per_sequence_sum((lp - old) * m, segment_ids) / n  # [N]
+    token_log_ratio = per_token(seq_log_ratio, segment_ids, lp.shape)  # [B, T]
+    log_s = lp - jax.lax.stop_gradient(lp) + jax.lax.stop_gradient(token_log_ratio)
     ratio = jnp.exp(jnp.minimum(log_s, GSPO_LOG_RATIO_MAX))  # [B, T]
     loss, low, high = _clipped_surrogate(ratio, a, clip_low, clip_high)
     return PolicyTerms(loss, ratio, low, high, jnp.zeros_like(low))
@@ -240,8 +251,13 @@ def grpo_objective(
     ref_logprobs: Array | None = None,  # [B, T] log pi_0(a_t); needed when beta > 0
     behaviour_logprobs: Array | None = None,  # [B, T] rollout engine's log mu(a_t)
     entropy: Array | None = None,  # [B, T] per-token entropy (token_entropy(logits))
+    segment_ids: Array | None = None,  # [B, T] packed rows: 0 padding, 1.. sequence in row
 ) -> tuple[LossParts, dict[str, Array]]:
     """The loss as one (sum, count) pair, and metrics; see the module docstring.
+
+    Pass `segment_ids` when rows are packed (several sequences per row): sequence-level
+    aggregation and GSPO's ratio then work per sequence, so a packed batch gives the same
+    loss as the same sequences one per row.
 
     Metrics are per call (one micro-batch); `merge_metrics` combines calls exactly. KL and
     entropy metrics appear when their inputs are given (KL drift is worth logging at
@@ -260,6 +276,7 @@ def grpo_objective(
         clip_low=cfg.clip_low,
         clip_high=cfg.clip_high,
         clip_c=cfg.clip_c,
+        segment_ids=segment_ids,
     )
     n_tok = jnp.sum(m)
     valid = m > 0
@@ -288,20 +305,22 @@ def grpo_objective(
             metrics["tis/truncated_fraction"] = token_mean(truncated)
             metrics["tis/weight_mean"] = token_mean(w)
 
-    parts = aggregate(cfg.aggregation, policy_loss, m, horizon=cfg.horizon)
+    parts = aggregate(cfg.aggregation, policy_loss, m, horizon=cfg.horizon, segment_ids=segment_ids)
     metrics["loss/policy_sum"] = jax.lax.stop_gradient(parts.sum)
     total = parts.sum
 
     if ref_logprobs is not None:
         kl = kl_estimate(cfg.kl_estimator, logprobs, ref_logprobs)
-        kl_parts = aggregate(cfg.aggregation, kl, m, horizon=cfg.horizon)
+        kl_parts = aggregate(cfg.aggregation, kl, m, horizon=cfg.horizon, segment_ids=segment_ids)
         metrics["kl/mean"] = jax.lax.stop_gradient(token_mean(kl))
         metrics["loss/kl_sum"] = jax.lax.stop_gradient(kl_parts.sum)
         if cfg.beta > 0.0:
             total = total + cfg.beta * kl_parts.sum
 
     if entropy is not None:
-        ent_parts = aggregate(cfg.aggregation, entropy, m, horizon=cfg.horizon)
+        ent_parts = aggregate(
+            cfg.aggregation, entropy, m, horizon=cfg.horizon, segment_ids=segment_ids
+        )
         metrics["entropy/mean"] = jax.lax.stop_gradient(token_mean(entropy))
         metrics["loss/entropy_sum"] = jax.lax.stop_gradient(ent_parts.sum)
         if cfg.entropy_coef > 0.0:

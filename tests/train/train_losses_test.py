@@ -319,3 +319,116 @@ def test_defaults_are_the_pivotrl_recipe():
         0.0,
         "k3",
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Packed equals unpacked. Four sequences with per-token values
+#   s1 = [1, 2, 3] (mean 2), s2 = [4] (mean 4), s3 = [5, 7] (mean 6), s4 = [0, 0, 0, 8] (mean 2)
+# one per row, or packed two per row behind a masked prompt token each:
+#   row 0: p s1 s1 s1 p s2 . .     segment_ids 1 1 1 1 2 2 0 0
+#   row 1: p s3 s3 p s4 s4 s4 s4   segment_ids 1 1 1 2 2 2 2 2
+#   token-mean               30 / 10 = 3.0 (either way)
+#   seq-mean-token-mean      (2 + 4 + 6 + 2) / 4 = 3.5; treating a packed row as one
+#                            sequence would give (10/4 + 20/6) / 2 = 2.9167
+#   seq-mean-token-sum-norm  30 / (4 · H=8) = 0.9375; per packed row it would be 1.875
+# ---------------------------------------------------------------------------------------
+SEQS = [[1.0, 2.0, 3.0], [4.0], [5.0, 7.0], [0.0, 0.0, 0.0, 8.0]]
+PACKING = [[0, 1], [2, 3]]  # sequences in each packed row
+
+
+def _unpacked(seqs, width=6):
+    values = np.zeros((len(seqs), width))
+    mask = np.zeros((len(seqs), width))
+    for i, s in enumerate(seqs):
+        values[i, : len(s)] = s
+        mask[i, : len(s)] = 1.0
+    return values, mask
+
+
+def _packed(seqs, width=8):
+    values = np.zeros((len(PACKING), width))
+    mask = np.zeros((len(PACKING), width))
+    segments = np.zeros((len(PACKING), width), np.int32)
+    for row, members in enumerate(PACKING):
+        t = 0
+        for seg, i in enumerate(members, start=1):
+            segments[row, t] = seg  # the masked prompt token
+            t += 1
+            n = len(seqs[i])
+            values[row, t : t + n] = seqs[i]
+            mask[row, t : t + n] = 1.0
+            segments[row, t : t + n] = seg
+            t += n
+    return values, mask, segments
+
+
+@pytest.mark.parametrize(
+    "mode,want,broken",
+    [
+        ("token-mean", 3.0, 3.0),
+        ("seq-mean-token-mean", 3.5, (10 / 4 + 20 / 6) / 2),
+        ("seq-mean-token-sum-norm", 0.9375, 1.875),
+    ],
+)
+def test_packed_aggregation_by_hand(mode, want, broken):
+    values, mask, segments = (jnp.asarray(x) for x in _packed(SEQS))
+    got = agg.loss_value(agg.aggregate(mode, values, mask, horizon=8, segment_ids=segments))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    unpacked = agg.loss_value(agg.aggregate(mode, *map(jnp.asarray, _unpacked(SEQS)), horizon=8))
+    np.testing.assert_allclose(unpacked, want, rtol=1e-6)
+    no_segments = agg.loss_value(agg.aggregate(mode, values, mask, horizon=8))
+    np.testing.assert_allclose(no_segments, broken, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        losses.LossConfig(clip_high=0.28, clip_c=3.0, beta=0.1),
+        losses.LossConfig(aggregation="seq-mean-token-mean", beta=0.1),
+        losses.LossConfig(aggregation="seq-mean-token-sum-norm", horizon=8, beta=0.1),
+        losses.LossConfig(policy_loss="gspo", aggregation="seq-mean-token-mean", clip_high=0.1),
+    ],
+    ids=["ppo-token-mean", "ppo-seq-mean", "ppo-dr-grpo", "gspo"],
+)
+def test_packed_objective_equals_unpacked(cfg):
+    rng = np.random.default_rng(6)
+    lengths = [len(s) for s in SEQS]
+    # Random per-token logprobs for the four sequences, and one advantage per sequence.
+    tok = {k: [rng.normal(size=n) - 1.0 for n in lengths] for k in ("lp", "old", "ref", "beh")}
+    seq_adv = rng.normal(size=len(SEQS))
+    adv_tok = [np.full(n, a) for n, a in zip(lengths, seq_adv)]
+
+    def run(layout):
+        if layout == "packed":
+            arrays = {k: _packed(v)[0] for k, v in tok.items()}
+            adv, mask, segments = _packed(adv_tok)
+        else:
+            arrays = {k: _unpacked(v)[0] for k, v in tok.items()}
+            adv, mask = _unpacked(adv_tok)
+            segments = None
+
+        def loss(lp):
+            parts, metrics = losses.grpo_objective(
+                cfg,
+                lp,
+                jnp.asarray(arrays["old"]),
+                jnp.asarray(adv),
+                jnp.asarray(mask),
+                ref_logprobs=jnp.asarray(arrays["ref"]),
+                behaviour_logprobs=jnp.asarray(arrays["beh"]),
+                segment_ids=None if segments is None else jnp.asarray(segments),
+            )
+            return agg.loss_value(parts), metrics
+
+        (value, metrics), grad = jax.value_and_grad(loss, has_aux=True)(jnp.asarray(arrays["lp"]))
+        # Gradients back onto the sequences, in order.
+        where = np.nonzero(mask)
+        return value, np.asarray(grad)[where], metrics
+
+    with jax.enable_x64(True):
+        packed, unpacked = run("packed"), run("unpacked")
+    np.testing.assert_allclose(packed[0], unpacked[0], rtol=1e-12)
+    np.testing.assert_allclose(packed[1], unpacked[1], rtol=1e-12, atol=1e-15)
+    assert np.abs(packed[1]).max() > 1e-3  # some gradient flows
+    for key in ("clip/low_fraction", "clip/high_fraction", "ratio/mean", "kl/mean"):
+        np.testing.assert_allclose(packed[2][key], unpacked[2][key], rtol=1e-12, err_msg=key)
