@@ -47,9 +47,11 @@ def test_every_expert_trajectory_replays_to_success():
         "backup_dir",
         "clean_tmp",
         "count_lines",
+        "count_into_file",
         "count_matches",
         "find_word",
         "make_file",
+        "move_match",
         "rename_file",
     }
 

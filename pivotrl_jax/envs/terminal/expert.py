@@ -33,7 +33,7 @@ def path(rng: random.Random, p: str, is_dir: bool = False) -> str:
 
 
 def quote(rng: random.Random, s: str) -> str:
-    if " " in s or "*" in s:
+    if not s or " " in s or "*" in s:
         return rng.choice([f"'{s}'", f'"{s}"'])
     return rng.choice([s, f"'{s}'", f'"{s}"'])
 
@@ -235,5 +235,35 @@ def _count_matches(task: TerminalTask, rng: random.Random) -> tuple[list[str], s
     ]
     final = rng.choice(
         [f"{count} lines contain {word}.", f"The word {word} appears on {count} lines of {p}."]
+    )
+    return out, final
+
+
+@PLANS.register("move_match")
+def _move_match(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
+    d, word, hit, dst = (task.params[k] for k in ("dir", "word", "hit", "dst"))
+    flags = rng.choice(["-rl", "-r", "-rn", "-ril", "-Rl"])
+    out = [f"grep {flags} {quote(rng, word)} {path(rng, d, True)}"]
+    mkdir = f"{rng.choice(['mkdir', 'mkdir -p'])} {path(rng, dst)}"
+    move = f"mv {path(rng, hit)} {path(rng, dst, True)}"
+    if task.params["dst_exists"]:
+        out.append(move)
+    else:
+        out += rng.choice([[mkdir, move], [f"{mkdir} && {move}"]])
+    out += maybe(rng, 0.4, f"ls {path(rng, dst)}")
+    name = hit.rsplit("/", 1)[-1]
+    final = rng.choice([f"Moved {hit} into {dst}.", f"{name} mentions {word}; it is now in {dst}."])
+    return out, final
+
+
+@PLANS.register("count_into_file")
+def _count_into_file(task: TerminalTask, rng: random.Random) -> tuple[list[str], str]:
+    p, out_path, rows = task.params["path"], task.params["out"], task.params["rows"]
+    q, empty = path(rng, p), rng.choice(['""', "''"])
+    look = rng.choice([f"wc -l {q}", f"cat {q}", f"cat {q} | wc -l", f"grep -c {empty} {q}"])
+    write = f"echo {rng.choice([str(rows), quote(rng, str(rows))])} > {path(rng, out_path)}"
+    out = [look, write, *maybe(rng, 0.4, f"cat {path(rng, out_path)}")]
+    final = rng.choice(
+        [f"{p} has {rows} lines; I wrote {rows} to {out_path}.", f"Saved {rows} in {out_path}."]
     )
     return out, final
