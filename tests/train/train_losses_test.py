@@ -2,6 +2,8 @@
 
 import math
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -432,3 +434,57 @@ def test_packed_objective_equals_unpacked(cfg):
     assert np.abs(packed[1]).max() > 1e-3  # some gradient flows
     for key in ("clip/low_fraction", "clip/high_fraction", "ratio/mean", "kl/mean"):
         np.testing.assert_allclose(packed[2][key], unpacked[2][key], rtol=1e-12, err_msg=key)
+
+
+# ---------------------------------------------------------------------------------------
+# Property: for random values, masks, packings and row splits, every mode equals a NumPy
+# loop over sequences, and the split's combined (sum, count) equals the whole batch's.
+# ---------------------------------------------------------------------------------------
+def _numpy_aggregate(mode, values, mask, segments, horizon):
+    per_seq = []  # (masked token sum, token count) per (row, segment) that has a token
+    for b in range(values.shape[0]):
+        for seg in np.unique(segments[b]):
+            sel = segments[b] == seg
+            n = mask[b, sel].sum()
+            if n > 0:
+                per_seq.append(((values[b, sel] * mask[b, sel]).sum(), n))
+    if mode == "token-mean":
+        return sum(s for s, _ in per_seq) / max(sum(n for _, n in per_seq), 1)
+    if not per_seq:
+        return 0.0
+    if mode == "seq-mean-token-mean":
+        return np.mean([s / n for s, n in per_seq])
+    return sum(s for s, _ in per_seq) / (len(per_seq) * horizon)
+
+
+@hypothesis.settings(max_examples=30, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**31 - 1), split=st.integers(1, 7))
+def test_aggregation_property(seed, split):
+    rng = np.random.default_rng(seed)
+    b, t = 8, 7
+    values = rng.normal(size=(b, t))
+    mask = (rng.random((b, t)) < 0.6).astype(np.float64)
+    # Segments: cut each row at random points into up to 3 sequences; ids increase along it.
+    segments = np.cumsum(rng.random((b, t)) < 0.25, axis=1).clip(max=2).astype(np.int32) + 1
+    with jax.enable_x64(True):
+        for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"):
+            whole = agg.aggregate(
+                mode,
+                jnp.asarray(values),
+                jnp.asarray(mask),
+                horizon=9,
+                segment_ids=jnp.asarray(segments),
+            )
+            want = _numpy_aggregate(mode, values, mask, segments, 9)
+            np.testing.assert_allclose(agg.loss_value(whole), want, rtol=1e-12, atol=1e-15)
+            halves = [
+                agg.aggregate(
+                    mode,
+                    jnp.asarray(values[r]),
+                    jnp.asarray(mask[r]),
+                    horizon=9,
+                    segment_ids=jnp.asarray(segments[r]),
+                )
+                for r in (slice(0, split), slice(split, b))
+            ]
+            np.testing.assert_allclose(agg.combine(halves), whole, rtol=1e-12, atol=1e-15)
