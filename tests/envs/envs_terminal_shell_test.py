@@ -166,3 +166,20 @@ def test_nothing_reaches_the_host(tmp_path):
     assert not target.exists()
     assert not os.path.exists(target)
     assert f"{target}" in fs.files or not r.ok
+
+
+@pytest.mark.parametrize("pattern", ["(a|aa)*b", "(a+)+b", "(a)\\1", ".*.*.*x", "a+b+c+"])
+def test_grep_refuses_patterns_that_can_backtrack_for_ages(pattern):
+    _, (r,) = _run(f"grep -E '{pattern}' logs/a.log")
+    assert (r.output, r.status) == ("grep: pattern too complex\n", 2)
+
+
+def test_grep_stays_fast_on_long_lines():
+    import time
+
+    fs = _ws()
+    fs.files[f"{HOME}/long.txt"] = ("a" * 5000 + "\n") * 3
+    start = time.perf_counter()
+    _, results = _run("grep -c '.*.*x' long.txt", "grep -cE 'er+or' logs/a.log", fs=fs)
+    assert time.perf_counter() - start < 1.0
+    assert [r.output for r in results] == ["0\n", "1\n"]
