@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "convert": "pivotrl_jax.commands.convert",
     "extract": "pivotrl_jax.commands.extract",
     "init-model": "pivotrl_jax.commands.init_model",
+    "profile": "pivotrl_jax.commands.profile",
     "score": "pivotrl_jax.commands.score",
     "select": "pivotrl_jax.commands.select",
     "show": "pivotrl_jax.commands.show",
@@ -80,7 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"usage: pivotrl {name} [flags]\n\n{_summary(COMMANDS[name])}\n")
             print(fv.module_help(module.__name__) if fv.flags_by_module_dict() else "")
             return 0
-        config_lib.parse_with_config(fv, full_argv)
+        rest = config_lib.parse_with_config(fv, full_argv)
+        positional = getattr(module, "POSITIONAL", None)  # a flag that may be given bare
+        if rest and positional and len(rest) == 1 and fv[positional].value is None:
+            fv[positional].value = rest[0]
+        elif rest:
+            print(f"pivotrl {name}: unexpected arguments {rest}", file=sys.stderr)
+            return 2
         return int(module.main(fv) or 0)
     except flags.Error as e:
         print(f"pivotrl {name}: {e}", file=sys.stderr)

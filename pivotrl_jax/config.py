@@ -69,8 +69,10 @@ def define_config_flag(fv: flags.FlagValues, argv: Sequence[str], default: str |
     )
 
 
-def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> None:
-    """Parse `argv` into `fv`, turning ml-collections' failures into ConfigError naming the key."""
+def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+    """Parse `argv` into `fv`, turning ml-collections' failures into ConfigError naming the key.
+
+    Returns the positional arguments left over (without the program name)."""
     argv = list(argv)
     for i, arg in enumerate(argv):
         if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(argv)):
@@ -81,7 +83,7 @@ def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> None:
             else:
                 argv[i + 1] = resolved
     try:
-        fv(argv)
+        rest = fv(argv)[1:]
         if "config" in fv and fv["config"].value is not None:
             _ = fv.config  # forces loading and applying the overrides
     except (AttributeError, KeyError) as e:
@@ -90,6 +92,7 @@ def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> None:
         raise ConfigError(f"bad config value: {e}") from None
     except TypeError as e:
         raise ConfigError(f"config override has the wrong type: {e}") from None
+    return rest
 
 
 def _unknown_key_message(argv: Sequence[str], err: Exception) -> str:

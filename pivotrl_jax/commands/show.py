@@ -13,6 +13,8 @@ from absl import flags
 from pivotrl_jax.data import extraction, pivot_rows, records
 from pivotrl_jax.errors import InputError
 
+POSITIONAL = "dir"  # `pivotrl show DIR` = `pivotrl show --dir DIR`
+
 
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("dir", None, "Folder of record shards or pivot_rows.jsonl.", flag_values=fv)
