@@ -62,6 +62,11 @@ def as_float(x: Array) -> Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
+def _masked(values: Array, mask: Array) -> Array:
+    """values · mask, with padding values (possibly inf/NaN) replaced by 0 first."""
+    return jnp.where(mask != 0, values, 0.0) * mask
+
+
 def per_sequence_sum(
     x: Array,  # [B, T]
     segment_ids: Array | None = None,  # [B, T] int, 0 = padding, 1.. = sequence in the row
@@ -97,7 +102,7 @@ def token_mean(
     """Every valid token weighs the same: Σ m·l / Σ m (DAPO, PivotRL's token-level loss)."""
     del horizon, segment_ids
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
-    return LossParts(jnp.sum(values * mask), jnp.sum(mask))
+    return LossParts(jnp.sum(_masked(values, mask)), jnp.sum(mask))
 
 
 @AGGREGATIONS.register("seq-mean-token-mean")
@@ -112,7 +117,7 @@ def seq_mean_token_mean(
     del horizon
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
     n = per_sequence_sum(mask, segment_ids)  # [N]
-    seq = per_sequence_sum(values * mask, segment_ids) / jnp.maximum(n, 1.0)  # [N]
+    seq = per_sequence_sum(_masked(values, mask), segment_ids) / jnp.maximum(n, 1.0)  # [N]
     return LossParts(jnp.sum(seq), jnp.sum((n > 0).astype(values.dtype)))
 
 
@@ -129,7 +134,7 @@ def seq_mean_token_sum_norm(
         raise ValueError(f"seq-mean-token-sum-norm needs a constant horizon > 0, got {horizon}")
     values, mask = as_float(values), as_float(mask)  # float32 (or wider) sums
     sequences = jnp.sum((per_sequence_sum(mask, segment_ids) > 0).astype(values.dtype))
-    return LossParts(jnp.sum(values * mask), sequences * horizon)
+    return LossParts(jnp.sum(_masked(values, mask)), sequences * horizon)
 
 
 def aggregate(

@@ -268,6 +268,16 @@ def grpo_objective(
     if cfg.entropy_coef > 0.0 and entropy is None:
         raise ValueError("entropy_coef > 0 needs per-token entropy")
     m = as_float(mask)  # float32 (or wider) throughout
+    valid = m > 0
+
+    def clean(x):  # padding may hold anything (-inf, NaN); where() keeps its gradient exactly 0
+        return None if x is None else jnp.where(valid, as_float(x), 0.0)
+
+    logprobs, old_logprobs, ref_logprobs, behaviour_logprobs, entropy = map(
+        clean, (logprobs, old_logprobs, ref_logprobs, behaviour_logprobs, entropy)
+    )
+    if advantages.ndim == 2:
+        advantages = clean(advantages)
     terms = POLICY_LOSSES.get(cfg.policy_loss)(
         logprobs,
         old_logprobs,
@@ -279,7 +289,6 @@ def grpo_objective(
         segment_ids=segment_ids,
     )
     n_tok = jnp.sum(m)
-    valid = m > 0
 
     def token_mean(x):
         return jnp.sum(as_float(x) * m) / jnp.maximum(n_tok, 1.0)

@@ -488,3 +488,38 @@ def test_aggregation_property(seed, split):
                 for r in (slice(0, split), slice(split, b))
             ]
             np.testing.assert_allclose(agg.combine(halves), whole, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("policy_loss", ["ppo", "gspo"])
+def test_padding_garbage_changes_nothing(policy_loss):
+    # -inf logprobs (a top-k mismatch) or NaN at padding must not reach the loss or gradient.
+    rng = np.random.default_rng(7)
+    b, t = 3, 5
+    mask = np.ones((b, t))
+    mask[0, 3:] = 0.0
+    mask[2, :2] = 0.0
+    clean = {k: rng.normal(size=(b, t)) - 1.0 for k in ("lp", "old", "ref", "beh", "ent", "adv")}
+    dirty = {k: np.where(mask > 0, v, np.nan) for k, v in clean.items()}
+    dirty["lp"] = np.where(mask > 0, clean["lp"], -np.inf)
+    cfg = losses.LossConfig(policy_loss=policy_loss, beta=0.1, entropy_coef=0.01)
+
+    def run(d):
+        def loss(lp):
+            parts, _ = losses.grpo_objective(
+                cfg,
+                lp,
+                jnp.asarray(d["old"]),
+                jnp.asarray(d["adv"]),
+                jnp.asarray(mask),
+                ref_logprobs=jnp.asarray(d["ref"]),
+                behaviour_logprobs=jnp.asarray(d["beh"]),
+                entropy=jnp.asarray(d["ent"]),
+            )
+            return agg.loss_value(parts)
+
+        return jax.value_and_grad(loss)(jnp.asarray(d["lp"]))
+
+    (v_clean, g_clean), (v_dirty, g_dirty) = run(clean), run(dirty)
+    assert np.isfinite(v_dirty) and np.all(np.isfinite(g_dirty))
+    np.testing.assert_allclose(v_dirty, v_clean, rtol=1e-6)
+    np.testing.assert_allclose(g_dirty, np.where(mask > 0, g_clean, 0.0), rtol=1e-6, atol=1e-8)
