@@ -80,6 +80,15 @@ _line = st.builds(
 )
 
 
+def _walk_reference(fs: VirtualFS, path: str) -> list[str]:
+    """Depth-first by recursion over sorted directory listings."""
+    out = [path]
+    if fs.is_dir(path):
+        for name in fs.listdir(path):
+            out += _walk_reference(fs, path.rstrip("/") + "/" + name)
+    return out
+
+
 def _seeded_fs() -> VirtualFS:
     fs = VirtualFS.empty()
     fs.mkdir("/home/user/logs/old", parents=True)
@@ -96,6 +105,7 @@ def test_random_command_lines_never_raise_and_keep_the_tree_closed(lines):
         result = shell.run(line)
         assert isinstance(result.output, str) and isinstance(result.status, int)
     fs = shell.fs
+    assert fs.walk("/") == _walk_reference(fs, "/")
     assert "/" in fs.dirs
     assert all(parent(d) in fs.dirs for d in fs.dirs if d != "/")
     assert all(parent(f) in fs.dirs and f not in fs.dirs for f in fs.files)

@@ -84,12 +84,13 @@ class VirtualFS:
         return sorted(names)
 
     def walk(self, path: str) -> list[str]:
-        """`path` and every path below it, in depth-first sorted order (like `find`)."""
-        out = [path]
-        if self.is_dir(path):
-            for name in self.listdir(path):
-                out.extend(self.walk(posixpath.join(path, name)))
-        return out
+        """`path` and every path below it, depth first, names in sorted order (like `find`):
+        sorting by components puts a directory right before its contents."""
+        if not self.is_dir(path):
+            return [path]
+        prefix = path.rstrip("/") + "/"
+        below = [p for p in (*self.dirs, *self.files) if p.startswith(prefix) and p != prefix]
+        return [path, *sorted(below, key=lambda p: p.split("/"))]
 
     # -- changes -----------------------------------------------------------------------------
 
