@@ -31,7 +31,7 @@ def test_cpu_command_is_the_verified_recipe_on_loopback():
     for expected in (
         "--model-path /m", "--host 127.0.0.1", "--port 31234", "--device cpu",
         "--attention-backend torch_native", "--sampling-backend pytorch", "--dtype float32",
-        "--mem-fraction-static 0.05", "--max-total-tokens 4096", "--skip-tokenizer-init",
+        "--mem-fraction-static 0.3", "--max-total-tokens 4096", "--skip-tokenizer-init",
     ):  # fmt: skip
         assert expected in flags
     assert dict(PRESETS.get("cpu").env) == {"SGLANG_USE_CPU_ENGINE": "1", "HF_HUB_OFFLINE": "1"}
