@@ -282,3 +282,39 @@ def test_truncated_is_weights_match_verl():
         )
     _close(np.asarray(w) * d["mask"], theirs)  # verl zeroes padding, we mask later
     assert 0 < np.asarray(truncated).mean() < 0.5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_objective_is_within_1e6_of_verl_float64(mode):
+    # The trainer's precision: our float32 objective against verl's float64 one.
+    d = _inputs(5)
+    d["adv"] = np.random.default_rng(6).normal(size=B)
+    horizon = T + 3 if mode == "seq-mean-token-sum-norm" else None
+    cfg = losses.LossConfig(
+        clip_high=0.28, clip_c=3.0, aggregation=mode, horizon=horizon, beta=0.05, entropy_coef=0.01
+    )
+    v_total, v_grad, _ = _verl_objective(
+        d, mode, cfg, _actor_config(0.2, 0.28, 3.0, horizon), core_algos.compute_policy_loss_vanilla
+    )
+    f32 = {k: np.asarray(v, np.float32) if v.dtype == np.float64 else v for k, v in d.items()}
+    tokens = jnp.asarray(f32["tokens"])[..., None]
+    old = jnp.asarray(f32["old"])
+
+    def loss(logits):
+        lp = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens, -1)[..., 0]
+        parts, _ = losses.grpo_objective(
+            cfg,
+            lp,
+            old,
+            jnp.asarray(f32["adv"]),
+            jnp.asarray(f32["mask"]),
+            ref_logprobs=jnp.asarray(f32["ref"]),
+            behaviour_logprobs=old + jnp.asarray(f32["behaviour_shift"]),
+            entropy=losses.token_entropy(logits),
+        )
+        return agg.loss_value(parts)
+
+    value, grad = jax.value_and_grad(loss)(jnp.asarray(f32["logits"]))
+    assert value.dtype == jnp.float32
+    _close(value, v_total, tol=1e-6)
+    _close(grad, v_grad, tol=1e-6)
