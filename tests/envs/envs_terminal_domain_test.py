@@ -163,3 +163,15 @@ def test_expert_commands_all_succeed_and_end_at_home():
         assert not any("[exit code" in r for r in tool_results), traj["id"]
         _, shell = replay(traj["messages"])
         assert shell.fs.cwd == "/home/user"
+
+
+def test_output_information_ignores_path_spelling():
+    traj = next(t for t in TRAJECTORIES if t["metadata"]["kind"] == "find_word")
+    task = make_task(traj["metadata"]["session"])
+    d, word = task.params["dir"], task.params["word"]
+    history = traj["messages"][:2]
+    expected = _cmd(f"grep -r {word} {d}")
+    for spelled in (f"./{d}", f"/home/user/{d}/", f"~/{d}"):
+        assert acceptable(history, expected, _cmd(f"grep -r {word} {spelled}"))
+    assert acceptable(history, _cmd(f"find {d} -type f"), _cmd(f"find ~/{d} -type f"))
+    assert not acceptable(history, expected, _cmd(f"grep -r zzz{word} {d}"))

@@ -130,8 +130,19 @@ def sandbox(state: VerifyState) -> TerminalSandbox:
 SANDBOXES.register("terminal", sandbox)
 
 
-def _info(output: str) -> set[str]:
-    return set(output.replace(":", " ").split())
+def _info(output: str, cwd: str) -> set[str]:
+    """The words of an output, with paths spelled relative to `cwd` (`./a`, `~/a` and
+    `/home/user/a` all read `a` from home): the information, not its spelling."""
+    words = output.replace(":", " ").split()
+    prefixes = (cwd.rstrip("/") + "/", "./", "~/") if cwd != "/" else ("./",)
+    out = set()
+    for w in words:
+        for prefix in prefixes:
+            if w.startswith(prefix) and len(w) > len(prefix):
+                w = w[len(prefix) :]
+                break
+        out.add(w)
+    return out
 
 
 def _flat(tree) -> dict[tuple, Any]:
@@ -163,7 +174,7 @@ def acceptable(
         if not results:
             return False
         output = "".join(r.output for r in results)
-        runs.append((fs, all(r.ok for r in results), _info(output)))
+        runs.append((fs, all(r.ok for r in results), _info(output, shell.fs.cwd)))
     (exp_fs, exp_ok, exp_info), (cand_fs, cand_ok, cand_info) = runs
     if cand_fs.digest() == exp_fs.digest() and (cand_ok or not exp_ok) and exp_info <= cand_info:
         return True
