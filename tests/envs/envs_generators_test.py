@@ -67,3 +67,22 @@ def test_records_are_openai_chat(domain):
 def test_unknown_domain_lists_the_known_ones():
     with pytest.raises(KeyError, match="ood, terminal, tool_use"):
         generate_tasks("chess", 1, seed=0)
+
+
+def test_verifier_specs_build_and_ood_has_none():
+    from pivotrl_jax.envs import verifier_spec
+    from pivotrl_jax.rewards import build_verifier
+
+    assert (verifier_spec("tool_use").name, dict(verifier_spec("tool_use").params)) == (
+        "tool_call",
+        {"threshold": 0.1},
+    )
+    assert (verifier_spec("terminal").name, dict(verifier_spec("terminal").params)) == (
+        "shell",
+        {"sandbox": "terminal"},
+    )
+    for domain in ("tool_use", "terminal"):
+        spec = verifier_spec(domain)
+        build_verifier(spec.name, **spec.params)
+    with pytest.raises(KeyError, match="not agentic"):
+        verifier_spec("ood")
