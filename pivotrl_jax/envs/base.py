@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 Message = dict[str, Any]  # an OpenAI chat message
@@ -54,6 +55,9 @@ class VerifierSpec:
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # read-only: one spec is shared by every caller
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
 Acceptable = Callable[..., bool]  # (history, expected, candidate, progress=False) -> bool
