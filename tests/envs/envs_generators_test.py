@@ -86,3 +86,28 @@ def test_verifier_specs_build_and_ood_has_none():
         build_verifier(spec.name, **spec.params)
     with pytest.raises(KeyError, match="not agentic"):
         verifier_spec("ood")
+
+
+def test_data_do_not_depend_on_the_process_hash_seed():
+    """Sandboxes rebuild tasks in other processes: generation must not follow set/hash order."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, json; from pivotrl_jax.envs import generate_sft, generate_tasks;"
+        "data = [generate_sft(d, 30, 2) for d in ('tool_use', 'terminal', 'ood')];"
+        "canon = lambda t: {k: v.tree() if hasattr(v, 'tree') else v for k, v in vars(t).items()};"
+        "tasks = [json.dumps([canon(t) for t in generate_tasks(d, 30, 2)], sort_keys=True)"
+        " for d in ('tool_use', 'terminal', 'ood')];"
+        "print(hashlib.sha256((json.dumps(data) + ''.join(tasks)).encode()).hexdigest())"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1 and len(next(iter(digests))) == len(hashlib.sha256().hexdigest())
