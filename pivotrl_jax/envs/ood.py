@@ -1,4 +1,5 @@
-"""Out-of-domain, non-agentic questions with exact answers: arithmetic and string manipulation.
+"""Out-of-domain, non-agentic questions with exact answers: arithmetic, comparison and string
+manipulation.
 
 They measure what PivotRL claims to keep: skills outside the trained agentic domain. A task is
 one question; `score(task, completion)` is 1.0 when the completion's answer equals the expected
@@ -73,6 +74,24 @@ def _count(rng: random.Random) -> tuple[str, str]:
     w = rng.choice(WORDS)
     letter = rng.choice([*sorted(set(w)), "e", "a"])
     return f"How many times does the letter {letter} appear in {w}?", str(w.count(letter))
+
+
+@KINDS.register("larger")
+def _larger(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.sample(range(10, 1000), 2)
+    return f"Which is larger, {a} or {b}?", str(max(a, b))
+
+
+@KINDS.register("repeat_word")
+def _repeat(rng: random.Random) -> tuple[str, str]:
+    w, k = rng.choice(WORDS), rng.randint(2, 4)
+    return f"Write the word {w} {k} times, separated by spaces.", " ".join([w] * k)
+
+
+@KINDS.register("sort_letters")
+def _sort_letters(rng: random.Random) -> tuple[str, str]:
+    w = rng.choice(WORDS)
+    return f"Write the letters of {w} in alphabetical order.", "".join(sorted(w))
 
 
 def make_task(session: int) -> OodTask:

@@ -15,6 +15,18 @@ def _reference(question: str) -> str:
         return str({"+": a + b, "-": a - b, "*": a * b}[op])
     if m := re.fullmatch(r"(?:Reverse the word (\w+)\.|Write (\w+) backwards\.)", question):
         return "".join(reversed(m[1] or m[2]))
+    if m := re.fullmatch(r"Which is larger, (\d+) or (\d+)\?", question):
+        return m[1] if int(m[1]) > int(m[2]) else m[2]
+    if m := re.fullmatch(r"Write the word (\w+) (\d) times, separated by spaces\.", question):
+        return " ".join(m[1] for _ in range(int(m[2])))
+    if m := re.fullmatch(r"Write the letters of (\w+) in alphabetical order\.", question):
+        letters = list(m[1])
+        for i in range(len(letters)):  # insertion sort
+            j = i
+            while j and letters[j - 1] > letters[j]:
+                letters[j - 1], letters[j] = letters[j], letters[j - 1]
+                j -= 1
+        return "".join(letters)
     m = re.fullmatch(r"How many times does the letter (\w) appear in (\w+)\?", question)
     assert m, question
     return str(sum(ch == m[1] for ch in m[2]))
@@ -26,7 +38,10 @@ def test_answers_match_an_independent_reading_of_the_question():
         "add",
         "subtract",
         "multiply",
+        "larger",
         "reverse_word",
+        "repeat_word",
+        "sort_letters",
         "count_letter",
     }
     for t in tasks:
