@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pivotrl_jax.envs.base import Task
@@ -25,7 +26,7 @@ def trajectory(task: Task, seed: int) -> dict[str, Any]:
         "id": task.id,
         "domain": task.domain,
         "messages": result.messages,
-        "tools": domain.make_env(task).tools,
+        "tools": copy.deepcopy(domain.make_env(task).tools),  # records never share objects
         "metadata": {"kind": task.kind, "session": task.session, "expert_seed": seed},
     }
 

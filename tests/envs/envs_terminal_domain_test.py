@@ -175,3 +175,15 @@ def test_output_information_ignores_path_spelling():
         assert acceptable(history, expected, _cmd(f"grep -r {word} {spelled}"))
     assert acceptable(history, _cmd(f"find {d} -type f"), _cmd(f"find ~/{d} -type f"))
     assert not acceptable(history, expected, _cmd(f"grep -r zzz{word} {d}"))
+
+
+def test_extra_or_foreign_calls_are_not_acceptable():
+    traj = next(t for t in TRAJECTORIES if t["metadata"]["kind"] == "find_word")
+    history, expected = _turns(traj)[0]
+    command = json.loads(expected["tool_calls"][0]["function"]["arguments"])["command"]
+    with_extra = _cmd(command)
+    with_extra["tool_calls"].append(
+        {"id": "d", "type": "function", "function": {"name": "delete_all", "arguments": "{}"}}
+    )
+    assert acceptable(history, expected, _cmd(command))
+    assert not acceptable(history, expected, with_extra)

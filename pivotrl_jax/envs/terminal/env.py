@@ -17,9 +17,8 @@ from pivotrl_jax.envs.base import Message, ToolSpec
 from pivotrl_jax.envs.messages import function_spec, history_calls, tool_result
 from pivotrl_jax.envs.progress import moves_toward
 from pivotrl_jax.envs.sessions import find_session, session_line
-from pivotrl_jax.envs.terminal.expert import TOOL_NAME
 from pivotrl_jax.envs.terminal.shell import Shell, ShellResult
-from pivotrl_jax.envs.terminal.tasks import TerminalTask, make_task
+from pivotrl_jax.envs.terminal.tasks import TOOL_NAME, TerminalTask, make_task
 from pivotrl_jax.rewards.actions import parse_action
 from pivotrl_jax.rewards.base import VerifyState
 from pivotrl_jax.rewards.sandbox import SANDBOXES, SandboxResult
@@ -168,11 +167,10 @@ def acceptable(
     runs = []
     for action in (exp, cand):
         fs = shell.fs.copy()
-        results = [
-            Shell(fs).run(c) for c in commands([(c.name, c.arguments) for c in action.tool_calls])
-        ]
-        if not results:
+        lines = commands([(c.name, c.arguments) for c in action.tool_calls])
+        if not lines or len(lines) != len(action.tool_calls):  # every call must be a command
             return False
+        results = [Shell(fs).run(line) for line in lines]
         output = "".join(r.output for r in results)
         runs.append((fs, all(r.ok for r in results), _info(output, shell.fs.cwd)))
     (exp_fs, exp_ok, exp_info), (cand_fs, cand_ok, cand_info) = runs

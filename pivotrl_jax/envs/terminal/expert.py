@@ -16,10 +16,9 @@ from pivotrl_jax.envs.base import Message, Policy
 from pivotrl_jax.envs.messages import assistant_calls, assistant_text, scripted
 from pivotrl_jax.envs.sessions import expert_rng
 from pivotrl_jax.envs.terminal.fs import HOME
-from pivotrl_jax.envs.terminal.tasks import DOMAIN, TerminalTask
+from pivotrl_jax.envs.terminal.tasks import DOMAIN, TOOL_NAME, TerminalTask
 from pivotrl_jax.registry import Registry
 
-TOOL_NAME = "run_command"
 PLANS: Registry[Callable[[TerminalTask, random.Random], tuple[list[str], str]]] = Registry(
     "terminal plan"
 )

@@ -17,6 +17,7 @@ from pivotrl_jax.envs.terminal.fs import VirtualFS
 from pivotrl_jax.envs.terminal.kinds import CHAINED_KINDS, KINDS, workspace
 
 DOMAIN = "terminal"
+TOOL_NAME = "run_command"  # the one tool: run a command line
 CHAINED_FRACTION = 0.25
 
 
