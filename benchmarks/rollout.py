@@ -72,11 +72,13 @@ def time_jax(engine: JaxEngine, prompts: list[list[int]], new_tokens: int, repea
 
 
 def time_transformers(model, prompts: list[list[int]], new_tokens: int, repeats: int):
-    ids = torch.tensor(prompts)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device)
+    ids = torch.tensor(prompts, device=device)
 
     def run(t):
         with torch.no_grad():
-            return model.generate(
+            out = model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 do_sample=False,
@@ -84,9 +86,12 @@ def time_transformers(model, prompts: list[list[int]], new_tokens: int, repeats:
                 min_new_tokens=t,
                 pad_token_id=0,
             )
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
 
     run(1), run(new_tokens)  # warm up
-    out = run(new_tokens)[:, ids.shape[1] :].tolist()
+    out = run(new_tokens)[:, ids.shape[1] :].cpu().tolist()
     return (
         median_seconds(lambda: run(1), repeats),
         median_seconds(lambda: run(new_tokens), repeats),

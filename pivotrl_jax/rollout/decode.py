@@ -1,7 +1,7 @@
 """The compiled generation loop: one prefill, then a `lax.while_loop` of one-token decode steps.
 
-    prefill   cache <- prompt rows [B, Tp] (left-padded) in chunks of C tokens, sample token 0
-              from the last column's logits
+    prefill   cache <- the U distinct prompts [U, Tp] (left-padded), C tokens at a time; each
+              of the B rows copies its prompt's cache, samples token 0 from its last logits
     step t    feed token t-1 at position len(prompt) + t - 1, sample token t
     stop      when t reaches max_new_tokens or every row has finished
 
@@ -45,11 +45,55 @@ def is_stop(tokens: Array, stop_ids: Array) -> Array:
     return jnp.any(tokens[:, None] == stop_ids[None, :], axis=-1)
 
 
+def prefill(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    prompt_ids: Array,  # [U, Tp] int32, left-padded
+    prompt_mask: Array,  # [U, Tp] int32, 1 for a prompt token, 0 for padding
+    *,
+    config: ModelConfig,
+    chunk: int,  # C, divides Tp
+) -> tuple[KVCache, Array]:
+    """Runs the prompts through the model C tokens at a time; returns their cache (Tp slots)
+    and the float32 logits [U, V] of each prompt's last token."""
+    U, Tp = prompt_ids.shape
+    C = chunk
+    if Tp % C:
+        raise ValueError(f"prefill chunk {C} does not divide the prompt length {Tp}")
+    chunked = lambda x: x.reshape(U, Tp // C, C).transpose(1, 0, 2)  # [Tp/C, U, C]
+    positions = default_positions(prompt_mask)  # [U, Tp]
+
+    def step(carry, xs):
+        cache, _ = carry
+        ids, pos, mask = xs  # [U, C] each
+        logits, cache = forward_with_cache(graphdef, params, ids, pos, mask, cache)  # [U, C, V]
+        return (cache, logits[:, -1]), None
+
+    carry = (KVCache.init(config, U, Tp), jnp.zeros((U, config.vocab_size), jnp.float32))
+    xs = (chunked(prompt_ids), chunked(positions), chunked(prompt_mask))
+    (cache, last), _ = jax.lax.scan(step, carry, xs)
+    return cache, last  # left padding: the last column is a real token
+
+
+def fan_out(cache: KVCache, rows: Array, extra_slots: int) -> KVCache:
+    """The cache of row rows[b] of `cache` for each b, with `extra_slots` empty slots appended:
+    [U, Tp] slots -> [B, Tp + extra_slots], `index` unchanged."""
+    pad = lambda x: jnp.pad(x[rows], [(0, 0), (0, extra_slots)] + [(0, 0)] * (x.ndim - 2))
+    return KVCache(
+        k=tuple(pad(k) for k in cache.k),
+        v=tuple(pad(v) for v in cache.v),
+        positions=pad(cache.positions),
+        segment_ids=pad(cache.segment_ids),
+        index=cache.index,
+    )
+
+
 def generate(
     graphdef: nnx.GraphDef,
     params: nnx.State,
-    prompt_ids: Array,  # [B, Tp] int32, left-padded
-    prompt_mask: Array,  # [B, Tp] int32, 1 for a prompt token, 0 for padding
+    prompt_ids: Array,  # [U, Tp] int32, the distinct prompts, left-padded
+    prompt_mask: Array,  # [U, Tp] int32, 1 for a prompt token, 0 for padding
+    row_prompt: Array,  # [B] int32, the prompt each row continues
     row_keys: Array,  # [B] typed PRNG keys
     max_new_tokens: Array,  # [] int32, at most max_steps
     temperature: Array,  # [] float32; unused when greedy
@@ -65,41 +109,29 @@ def generate(
     mesh: Mesh | None = None,
     rules: ShardingRules | None = None,
 ) -> Decoded:
-    """Samples up to `max_new_tokens` tokens after each prompt row; see the module docstring.
+    """Samples up to `max_new_tokens` tokens for each row; see the module docstring.
 
-    Everything after `*` is static (bind it with functools.partial before jax.jit). With a
-    `mesh`, the KV cache is laid out like the model's activations (rows over the batch axes,
-    KV heads over `tensor`).
+    Each distinct prompt is prefilled once and its cache copied to every row that continues it
+    (the n samples of a prompt share one prefill). Everything after `*` is static (bind it with
+    functools.partial before jax.jit). With a `mesh`, the KV caches are laid out like the model's
+    activations (rows over the batch axes, KV heads over `tensor`).
     """
-    B, Tp = prompt_ids.shape
-    M = max_steps
-    cache = KVCache.init(config, B, Tp + M)
+    B, M = row_prompt.shape[0], max_steps
+    constrain = lambda c: c
     if mesh is not None:
-        cache = jax.lax.with_sharding_constraint(
-            cache, cache_shardings(cache, mesh, rules or ShardingRules())
+        constrain = lambda c: jax.lax.with_sharding_constraint(
+            c, cache_shardings(c, mesh, rules or ShardingRules())
         )
     draw = lambda logits, t: sample(
         logits, step_keys(row_keys, t), temperature, top_k, top_p, greedy=greedy, filtered=filtered
     )
 
-    C = prefill_chunk
-    if Tp % C:
-        raise ValueError(f"prefill chunk {C} does not divide the prompt length {Tp}")
-    chunked = lambda x: x.reshape(B, Tp // C, C).transpose(1, 0, 2)  # [Tp/C, B, C]
-    positions = default_positions(prompt_mask)  # [B, Tp]
-
-    def prefill(carry, chunk):
-        cache, _ = carry
-        ids, pos, mask = chunk  # [B, C] each
-        logits, cache = forward_with_cache(graphdef, params, ids, pos, mask, cache)  # [B, C, V]
-        return (cache, logits[:, -1]), None
-
-    last = jnp.zeros((B, config.vocab_size), jnp.float32)
-    (cache, last), _ = jax.lax.scan(
-        prefill, (cache, last), (chunked(prompt_ids), chunked(positions), chunked(prompt_mask))
-    )
-    token, logprob = draw(last, 0)  # left padding: the last column is a real token
-    prompt_len = jnp.sum(prompt_mask != 0, axis=1).astype(jnp.int32)  # [B]
+    cache, last = prefill(
+        graphdef, params, prompt_ids, prompt_mask, config=config, chunk=prefill_chunk
+    )  # [U, Tp] slots, [U, V]
+    cache = constrain(fan_out(constrain(cache), row_prompt, M))  # [B, Tp + M] slots
+    token, logprob = draw(last[row_prompt], 0)
+    prompt_len = jnp.sum(prompt_mask != 0, axis=1).astype(jnp.int32)[row_prompt]  # [B]
     stopped = is_stop(token, stop_ids)
     out = Decoded(
         tokens=jnp.zeros((B, M), jnp.int32).at[:, 0].set(token),

@@ -19,7 +19,8 @@ What it returns, per prompt and sample (a `Completion`):
 How it runs: all n samples of all P prompts are rows (B = P * n), sorted by prompt length and cut
 into chunks of at most `max_batch_size` rows. Each chunk is left-padded to a bucket (powers of
 two for rows, prompt length and max_new_tokens; see `buckets.py`) and runs as one compiled program
-(`decode.generate`: chunked prefill, then a `lax.while_loop` that exits when every row is done),
+(`decode.generate`: one chunked prefill per distinct prompt, its KV cache copied to that prompt's
+n rows, then a `lax.while_loop` that exits when every row is done),
 so new request sizes rarely recompile and no token round-trips to the host. Rows are sharded over
 the mesh's batch axes, parameters by the model's sharding rules.
 
@@ -294,23 +295,26 @@ class JaxEngine:
             minimum=self.options.min_prompt_bucket,
             maximum=self.max_context,
         )
-        ids = np.zeros((B, Tp), np.int32)
-        mask = np.zeros((B, Tp), np.int32)
-        index = np.zeros((B, 2), np.int32)
-        for r in range(B):  # padding rows repeat the first row; their results are dropped
-            i, j = chunk[r] if r < len(chunk) else chunk[0]
-            ids[r, Tp - len(prompts[i]) :] = prompts[i]
-            mask[r, Tp - len(prompts[i]) :] = 1
-            index[r] = (i, j)
-        V = self.config.vocab_size
-        per_token = B * V * 4  # bytes of one prefill column of float32 logits
+        distinct = list(dict.fromkeys(i for i, _ in chunk))  # prompts in first-seen order
+        U = bucket(len(distinct), minimum=dp, multiple=dp, maximum=B)
+        ids = np.zeros((U, Tp), np.int32)
+        mask = np.zeros((U, Tp), np.int32)
+        for u in range(U):  # padding prompts repeat the first; no row reads them
+            prompt = prompts[distinct[u] if u < len(distinct) else distinct[0]]
+            ids[u, Tp - len(prompt) :] = prompt
+            mask[u, Tp - len(prompt) :] = 1
+        slot = {i: u for u, i in enumerate(distinct)}
+        padded = chunk + [chunk[0]] * (B - len(chunk))  # padding rows' results are dropped
+        index = np.asarray(padded, np.int32)  # [B, 2] (prompt, sample)
+        row_prompt = np.asarray([slot[i] for i, _ in padded], np.int32)
+        per_token = U * self.config.vocab_size * 4  # bytes of one prefill column of logits
         C = math.gcd(
             Tp, 1 << max(self.options.prefill_logits_bytes // per_token, 1).bit_length() - 1
         )
         rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
         keys = rows(_row_keys(base_key, jnp.asarray(index)))
         fn = _compiled(self._graphdef, self.config, self.mesh, self.rules, M, C, greedy, filtered)
-        return fn(self._params, rows(ids), rows(mask), keys, *scalars)
+        return fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
 
     def close(self) -> None:
         """Drops the parameters; the engine cannot generate afterwards."""
