@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "score": "pivotrl_jax.commands.score",
     "select": "pivotrl_jax.commands.select",
     "show": "pivotrl_jax.commands.show",
+    "train": "pivotrl_jax.commands.train",
     "verify": "pivotrl_jax.commands.verify",
 }
 

@@ -57,6 +57,7 @@ class Policy:
     param_shardings: Params  # NamedSharding per parameter, same tree as the params
     mesh: Mesh
     rules: ShardingRules
+    abstract_state: nnx.State  # ShapeDtypeStruct Params: the template of `as_nnx_state`
 
 
 def abstract_model(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
@@ -72,7 +73,15 @@ def make_policy(config: ModelConfig, mesh: Mesh, rules: ShardingRules | None = N
     rules = rules or ShardingRules()
     graphdef, abstract = abstract_model(config)
     shardings = nnx.to_pure_dict(param_shardings(abstract, mesh, rules))
-    return Policy(graphdef, config, shardings, mesh, rules)
+    return Policy(graphdef, config, shardings, mesh, rules, abstract)
+
+
+def as_nnx_state(policy: Policy, params: Params) -> nnx.State:
+    """The pure-dict `params` as the model's `nnx.State` (what export and the JAX engine take);
+    the arrays are shared, not copied."""
+    state = jax.tree.map(lambda x: x, policy.abstract_state)  # fresh Variables
+    nnx.replace_by_pure_dict(state, params)
+    return state
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

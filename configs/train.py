@@ -1,0 +1,143 @@
+"""Turn-level GRPO on pivots (PivotRL), and its baselines.
+
+    pivotrl train --config=configs/train.py --config.model_dir=runs/base \
+        --config.pivots=runs/pivots --output runs/train
+    pivotrl train --config=configs/train.py:tiny ...          # a few steps on a laptop CPU
+    pivotrl train --config=configs/train.py:kl ...            # + k3 KL to the frozen pi_0
+    pivotrl train --config=configs/train.py:swe ...           # clip-higher 0.28
+    pivotrl train --config=configs/train.py:naive --config.pivots=runs/candidates ...
+        # the paper's "naive local RL": random candidates, exact-match reward
+    pivotrl sft --config=configs/train.py:sft --config.trajectories=runs/candidates ...
+
+Variants combine with commas (`tiny,kl`). Defaults are the public recipe (REFERENCE §1): G=16,
+64 pivots x 16 samples = one optimizer step per rollout batch, lr 1e-6 constant, Adam
+(0.9, 0.999), weight decay 0, grad clip 1.0, PPO clip 0.2/0.2, token-mean, truncated IS 5.0
+against the rollout logprobs, beta = 0.
+"""
+
+from ml_collections import config_dict
+
+VARIANTS = ("tiny", "kl", "swe", "naive", "sft")
+
+
+def get_config(arg: str | None = None) -> config_dict.ConfigDict:
+    variants = [v for v in (arg or "").split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"unknown train variant {v!r}; known: {', '.join(VARIANTS)}")
+
+    c = config_dict.ConfigDict()
+    c.model_dir = config_dict.placeholder(str)  # pi_0 (HF layout + tokenizer): policy init
+    c.pivots = config_dict.placeholder(str)  # folder written by `pivotrl select`
+    c.pivots_prefix = "pivots-train"  # record shard prefix ("candidates" for raw candidates)
+    c.trajectories = config_dict.placeholder(str)  # SFT: a candidates folder (pivotrl sft)
+    c.seed = 0
+    c.mesh_shape = (1, -1, 1, 1)  # (data, fsdp, tensor, expert); one -1 takes the rest
+    c.model_overrides = config_dict.ConfigDict(dict(dtype="", remat="none", moe_dispatch=""))
+
+    c.train = config_dict.ConfigDict(
+        dict(
+            steps=100,  # rollout batches (iterations)
+            pivots_per_step=64,  # P prompts per rollout batch
+            updates_per_batch=1,  # optimizer steps on one rollout batch (1: fully on-policy)
+            micro_batches=1,  # M gradient-accumulation chunks per update
+            max_prompt_len=2048,  # longer pivots are an error at load
+            length_buckets=(),  # T buckets; empty: powers of two up to prompt + response
+            pack=False,  # pack several sequences per row instead of one per row
+            old_logprobs="recompute",  # "recompute" (trainer, pre-update) or "engine"
+            reference_dtype="float32",  # frozen pi_0 storage dtype ("bfloat16" halves it)
+            kl_metric=True,  # measure KL to pi_0 even at beta = 0 (one reference forward)
+            entropy_metric=True,
+            max_nonfinite=3,  # stop after this many skipped non-finite updates
+            drop_zero_variance=True,  # drop groups whose G rewards are all equal (counted)
+            peak_tflops=0.0,  # per-device peak for MFU; 0 leaves MFU out
+        )
+    )
+    c.rollout = config_dict.ConfigDict(
+        dict(group_size=16, temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=256)
+    )
+    c.advantage = config_dict.ConfigDict(dict(name="grpo", eps=1e-6, ddof=1))
+    c.loss = config_dict.ConfigDict(
+        dict(
+            policy_loss="ppo",
+            clip_low=0.2,
+            clip_high=0.2,
+            clip_c=config_dict.placeholder(float),
+            aggregation="token-mean",
+            horizon=config_dict.placeholder(int),
+            tis_cap=5.0,
+            beta=0.0,
+            kl_estimator="k3",
+            entropy_coef=0.0,
+        )
+    )
+    c.optim = config_dict.ConfigDict(
+        dict(
+            learning_rate=1e-6,
+            schedule="constant",
+            warmup_steps=0,
+            decay_steps=0,
+            min_lr_ratio=0.0,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            grad_clip=1.0,
+            master_dtype="float32",
+        )
+    )
+    c.engine = config_dict.ConfigDict(
+        dict(
+            name="jax",
+            max_batch_size=64,
+            max_context=0,
+            truncation="error",
+            dtype="",
+            urls=(),
+            preset="cpu",
+            python="",
+            extra_args=(),
+            num_servers=1,
+            max_concurrency=32,
+        )
+    )
+    c.verifiers = config_dict.ConfigDict()  # per domain: {"name": ..., "params": {...}}
+    c.verifier_params = config_dict.ConfigDict({"tool_call": {"threshold": 0.1}})
+    c.verifier_for_all = ""  # one verifier name for every record (the naive baseline: exact)
+    c.verifier_time_limit_s = 10.0
+    c.checkpoint = config_dict.ConfigDict(dict(every=10, keep=3))
+    c.log = config_dict.ConfigDict(dict(tensorboard=True, progress=True))
+    # Re-profile the pivots when the batch reward std stays below `std_below` for `patience`
+    # batches (calls pivots.profile's re-profiling function when that module provides one).
+    c.reprofile = config_dict.ConfigDict(dict(enabled=False, std_below=0.05, patience=5))
+    c.sft = config_dict.ConfigDict(
+        dict(batch_size=32, max_len=2048, length_buckets=(), epochs=1, steps=0)
+    )
+
+    if "tiny" in variants:
+        c.train.steps = 6
+        c.train.pivots_per_step = 4
+        c.train.max_prompt_len = 512
+        c.train.length_buckets = (64, 128, 256, 512, 1024)
+        c.rollout.group_size = 4
+        c.rollout.max_new_tokens = 32
+        c.optim.learning_rate = 1e-4
+        c.engine.max_batch_size = 16
+        c.checkpoint.every = 3
+        c.sft.batch_size = 4
+        c.sft.max_len = 1024
+        c.sft.length_buckets = (128, 256, 512, 1024)
+        c.sft.steps = 6
+    if "kl" in variants:
+        c.loss.beta = 0.01
+        c.loss.kl_estimator = "k3"
+    if "swe" in variants:
+        c.loss.clip_high = 0.28
+    if "naive" in variants:
+        # Naive local RL (paper baseline): unfiltered candidate turns, strict 1[a = a*] reward.
+        c.pivots_prefix = "candidates"
+        c.verifier_for_all = "exact"
+    if "sft" in variants:
+        c.optim.learning_rate = 1e-5 if "tiny" not in variants else 1e-3
+        c.optim.schedule = "constant"
+    return c

@@ -1,0 +1,96 @@
+"""Turn-level GRPO on pivots: sample G actions per pivot, verify, update, sync (resumable)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from absl import flags
+
+from pivotrl_jax import config as config_lib
+from pivotrl_jax.errors import ConfigError, InputError
+
+DEFAULT_CONFIG = "configs/train.py"
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string(
+        "output",
+        None,
+        "Run folder: checkpoints/, metrics.jsonl, tensorboard/, config.json (resumes from its "
+        "latest checkpoint).",
+        flag_values=fv,
+        required=True,
+    )
+
+
+def scorer_from_config(cfg):
+    """The per-domain verifiers of the config (the same lookup as `pivotrl profile`)."""
+    from pivotrl_jax.pivots.profile import DomainVerifiers, VerifierSpec
+
+    specs = {}
+    for domain, spec in config_lib.to_dict(cfg.verifiers).items():
+        if "name" not in spec:
+            raise ConfigError(f"verifiers.{domain} needs a 'name'")
+        specs[domain] = VerifierSpec(spec["name"], dict(spec.get("params", {})))
+    return DomainVerifiers(specs, params_by_name=config_lib.to_dict(cfg.verifier_params))
+
+
+def main(fv: flags.FlagValues) -> int:
+    from transformers import AutoTokenizer
+
+    import pivotrl_jax.envs  # noqa: F401  (registers the domains' verifier sandboxes)
+    from pivotrl_jax.data import loader
+    from pivotrl_jax.models.sharding import MESH_AXES
+    from pivotrl_jax.rollout.factory import open_engine
+    from pivotrl_jax.rollout.text import completion_text
+    from pivotrl_jax.train import loop
+
+    cfg = fv.config
+    config_lib.require(cfg, "model_dir", "pivots")
+    try:
+        gcfg = loop.grpo_config(cfg)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    out = Path(fv.output)
+    out.mkdir(parents=True, exist_ok=True)
+    config_lib.write_resolved_config(cfg, out, command=" ".join(sys.argv))
+
+    mesh = config_lib.mesh_from_config(gcfg.mesh_shape, MESH_AXES)
+    tokenizer = AutoTokenizer.from_pretrained(gcfg.model_dir)
+    stop_ids = (tokenizer.eos_token_id,)
+    try:
+        data = loader.dataset_from_dir(
+            gcfg.pivots,
+            loader.LoaderConfig(
+                batch_size=gcfg.pivots_per_step,
+                max_prompt_len=gcfg.max_prompt_len,
+                pad_id=tokenizer.pad_token_id,
+                seed=gcfg.seed,
+            ),
+            prefix=gcfg.pivots_prefix,
+        )
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read pivots: {e}", path=gcfg.pivots) from None
+    params, model_config = loop.initial_params(gcfg.model_dir, mesh, gcfg.model_overrides)
+
+    def decode(ids):
+        return completion_text(tokenizer, ids, stop_ids)
+
+    with open_engine(gcfg.engine, gcfg.model_dir, mesh) as engine:
+        parts = loop.build_parts(
+            gcfg,
+            mesh,
+            engine,
+            decode,
+            stop_ids,
+            scorer_from_config(cfg),
+            iter(data),
+            params,
+            model_config,
+        )
+        del params
+        summary = loop.run(parts, out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
+    return 0
