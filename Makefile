@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 SGLANG_VENV ?= .venv-sglang
 BIN := $(VENV)/bin
-REQS := requirements.txt $(wildcard requirements-extra.txt) setup.cfg pyproject.toml
+REQS := requirements.txt $(wildcard requirements-extra.txt requirements-nodeps.txt) setup.cfg pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast lint format bench sglang-env notebooks clean
@@ -15,6 +15,9 @@ $(VENV)/.installed: $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
 	$(BIN)/python -m pip install -q -r requirements.txt $(addprefix -r ,$(wildcard requirements-extra.txt))
+	# Peers used only as test references whose metadata pins conflict with ours (verl wants an
+	# older transformers); installed without their dependency resolution.
+	$(BIN)/python -m pip install -q --no-deps $(addprefix -r ,$(wildcard requirements-nodeps.txt))
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
