@@ -297,3 +297,29 @@ def read_profiled(out_dir: str) -> list[dict]:
         raise ValueError(f"{out_dir}: not all processes finished: found {tags}")
     rows = [r for t in tags for r in records_io.read_records(out, prefix=f"profiled-{t}")]
     return sorted(rows, key=lambda r: r["id"])
+
+
+def reprofile(
+    pivots: Sequence[Mapping[str, Any]],
+    engine: Any,
+    decode: Callable[[Sequence[int]], str],
+    verifiers: DomainVerifiers,
+    cfg: ProfileConfig,
+    lambda_diff: float = 0.6,
+    round_index: int = 0,
+) -> tuple[list[dict], list[bool]]:
+    """Profile `pivots` again with the engine's *current* weights (the policy being trained).
+
+    Returns the re-profiled records and, per pivot, whether it still carries GRPO signal under
+    the selection rule (variance > 0 and mean < lambda_diff). The trainer calls this when the
+    batch reward standard deviation collapses, and keeps only the pivots that still teach.
+    `round_index` keeps the sampling seeds of successive rounds distinct.
+    """
+    n = cfg.candidates_per_call
+    out: list[dict] = []
+    for start in range(0, len(pivots), n):
+        chunk_id = (round_index + 1) * 1_000_003 + start // n
+        recs, _ = profile_chunk(pivots[start : start + n], engine, decode, verifiers, cfg, chunk_id)
+        out.extend(recs)
+    keep = [r["profile"]["variance"] > 0.0 and r["profile"]["mean"] < lambda_diff for r in out]
+    return out, keep

@@ -176,3 +176,56 @@ def test_sglang_and_jax_profile_identically_when_greedy(workdir):
             assert a["profile"][key] == b["profile"][key], (a["id"], key)
     assert jax_recs[0]["profile"]["provenance"]["engine"] == "jax"
     assert sgl_recs[0]["profile"]["provenance"]["engine"] == "sglang"
+
+
+class ScriptedEngine:
+    """Answers pivot p's g-th sample with its expected completion when plan[p][g] is True, else
+    with a wrong tool call: the rewards are known by construction."""
+
+    def __init__(self, tokenizer, pivots, plan):
+        self.by_prompt = {tuple(p["prompt_ids"]): (p, row) for p, row in zip(pivots, plan)}
+        self.tokenizer = tokenizer
+
+    def generate(self, prompt_ids, params, n):
+        from pivotrl_jax.rollout.base import Completion
+
+        out = []
+        for ids in prompt_ids:
+            pivot, row = self.by_prompt[tuple(ids)]
+            wrong = self.tokenizer.encode(
+                '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call><|im_end|>',
+                add_special_tokens=False,
+            )
+            group = []
+            for g in range(n):
+                toks = list(pivot["completion_ids"]) if row[g] else wrong
+                group.append(Completion(toks, [0.0] * len(toks), "stop", 0))
+            out.append(group)
+        return out
+
+
+def test_reprofile_flags_pivots_that_still_carry_signal(workdir):
+    from transformers import AutoTokenizer
+
+    from pivotrl_jax.pivots.profile import DomainVerifiers, ProfileConfig, reprofile
+    from pivotrl_jax.rollout.text import completion_text
+
+    tok = AutoTokenizer.from_pretrained(workdir / "model")
+    cands = [
+        r
+        for r in records_io.read_records(workdir / "cands", prefix="candidates")
+        if r["kind"] == "tool_call"
+    ][:4]
+    plan = [[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]]
+    engine = ScriptedEngine(tok, cands, plan)
+    recs, keep = reprofile(
+        cands,
+        engine,
+        lambda ids: completion_text(tok, ids),
+        DomainVerifiers(),
+        ProfileConfig(k=4, candidates_per_call=3),
+        lambda_diff=0.6,
+    )
+    assert [r["profile"]["rewards"] for r in recs] == [[float(x) for x in row] for row in plan]
+    assert [r["profile"]["mean"] for r in recs] == [0.5, 1.0, 0.0, 0.25]
+    assert keep == [True, False, False, True]
