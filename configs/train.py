@@ -111,7 +111,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # batches (calls pivots.profile's re-profiling function when that module provides one).
     c.reprofile = config_dict.ConfigDict(dict(enabled=False, std_below=0.05, patience=5))
     c.sft = config_dict.ConfigDict(
-        dict(batch_size=32, max_len=2048, length_buckets=(), epochs=1, steps=0)
+        dict(
+            prefix="candidates",  # record shard prefix in `trajectories`
+            batch_size=32,  # sequences (assistant turns) per optimizer step
+            length_buckets=(512, 1024, 2048, 4096),  # longer turns are skipped (counted)
+            epochs=1,  # used when steps == 0
+            steps=0,
+        )
     )
 
     if "tiny" in variants:
@@ -125,7 +131,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.engine.max_batch_size = 16
         c.checkpoint.every = 3
         c.sft.batch_size = 4
-        c.sft.max_len = 1024
         c.sft.length_buckets = (128, 256, 512, 1024)
         c.sft.steps = 6
     if "kl" in variants:

@@ -24,11 +24,13 @@ from pivotrl_jax.errors import PivotError
 # command name -> module path
 COMMANDS: dict[str, str] = {
     "convert": "pivotrl_jax.commands.convert",
+    "export": "pivotrl_jax.commands.export",
     "extract": "pivotrl_jax.commands.extract",
     "init-model": "pivotrl_jax.commands.init_model",
     "profile": "pivotrl_jax.commands.profile",
     "score": "pivotrl_jax.commands.score",
     "select": "pivotrl_jax.commands.select",
+    "sft": "pivotrl_jax.commands.sft",
     "show": "pivotrl_jax.commands.show",
     "train": "pivotrl_jax.commands.train",
     "verify": "pivotrl_jax.commands.verify",
