@@ -20,19 +20,24 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import jax
 import numpy as np
-import torch
 
 from pivotrl_jax.models import ModelConfig
 from pivotrl_jax.models.testing import build_reference
 from pivotrl_jax.rollout.base import SamplingParams
 from pivotrl_jax.rollout.jax_engine import JaxEngine, JaxEngineOptions
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Run as a script, this folder heads sys.path, and its profile.py would shadow the standard
+# library's `profile` module, which torch imports (through cProfile): torch is imported below,
+# inside the functions that use it, after this.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 
 def model_config(hidden: int, layers: int, vocab: int) -> ModelConfig:
@@ -72,6 +77,8 @@ def time_jax(engine: JaxEngine, prompts: list[list[int]], new_tokens: int, repea
 
 
 def time_transformers(model, prompts: list[list[int]], new_tokens: int, repeats: int):
+    import torch
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device)
     ids = torch.tensor(prompts, device=device)
@@ -102,9 +109,8 @@ def time_transformers(model, prompts: list[list[int]], new_tokens: int, repeats:
 def decode_benchmark(args, tmp: str) -> dict:
     cfg = model_config(args.hidden, args.layers, args.vocab)
     hf = build_reference(cfg, os.path.join(tmp, "decode"), seed=0)
-    engine = JaxEngine.from_pretrained(
-        os.path.join(tmp, "decode"), options=JaxEngineOptions(max_batch_size=args.batch)
-    )
+    options = JaxEngineOptions(max_batch_size=args.batch, matmul_precision=args.precision)
+    engine = JaxEngine.from_pretrained(os.path.join(tmp, "decode"), options=options)
     rng = np.random.default_rng(0)
     prompts = rng.integers(0, cfg.vocab_size, (args.batch, args.prompt_len)).tolist()
     B, T = args.batch, args.new_tokens
@@ -119,6 +125,7 @@ def decode_benchmark(args, tmp: str) -> dict:
             "vocab": args.vocab,
             "params": sum(p.numel() for p in hf.parameters()),
         },
+        "jax_matmul_precision": args.precision,
         "batch": B,
         "prompt_len": args.prompt_len,
         "new_tokens": T,
@@ -177,9 +184,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--refit-sizes", default="64x2,256x4,512x8")
     parser.add_argument("--device-info", action="store_true")
+    # True float32 on both sides (torch's CUDA matmuls do not use TF32 by default).
+    parser.add_argument("--precision", default="highest", help="JAX matmul precision")
     args = parser.parse_args()
     result = {}
     if args.device_info:
+        import torch
+
         result["device"] = {
             "jax_backend": jax.default_backend(),
             "jax_devices": [str(d) for d in jax.devices()],

@@ -31,6 +31,7 @@ chunking; a seed of None draws a fresh one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -73,6 +74,9 @@ class JaxEngineOptions:
     min_new_tokens_bucket: int = 16  # smallest compiled decode buffer
     prefill_logits_bytes: int = 256 * 2**20  # bound on the [B, C, V] f32 logits of a prefill chunk
     stop_at_eos: bool = True  # the model config's eos_token_id(s) join every request's stop ids
+    # Float32 matmuls on GPU/TPU default to TF32 / bf16 passes (logprobs off by ~1e-3);
+    # "highest" makes them true float32. None follows JAX's global setting.
+    matmul_precision: str | None = None
 
     def __post_init__(self):
         if self.truncation not in TRUNCATIONS:
@@ -314,7 +318,9 @@ class JaxEngine:
         rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
         keys = rows(_row_keys(base_key, jnp.asarray(index)))
         fn = _compiled(self._graphdef, self.config, self.mesh, self.rules, M, C, greedy, filtered)
-        return fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
+        precision = self.options.matmul_precision
+        with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
+            return fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
 
     def close(self) -> None:
         """Drops the parameters; the engine cannot generate afterwards."""

@@ -28,6 +28,13 @@ MODELS = {"dense": "dense_untied_mha", "moe": "moe_topk_norm"}
 PROMPTS = [[5, 17, 3], list(range(20, 33)), [90], [7, 7, 7, 7, 7, 41]]
 
 
+@pytest.fixture(autouse=True)
+def true_float32():
+    """Engine and references in true float32 also where matmuls default to TF32 (GPUs)."""
+    with jax.default_matmul_precision("highest"):
+        yield
+
+
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def model(request, tmp_path_factory):
     """(name, HF folder, transformers model, engine on that folder)."""
