@@ -45,7 +45,17 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.verifiers = config_dict.ConfigDict()
     c.verifier_params = config_dict.ConfigDict({"tool_call": {"threshold": 0.1}})
     c.shard_size = 1000
-    if arg == "greedy":
+    variants = set((arg or "").split(",")) - {""}
+    if variants - {"greedy", "envs"}:
+        raise ValueError(f"unknown profile variants {sorted(variants)}; known: greedy, envs")
+    if "greedy" in variants:
         c.profile.temperature = 0.0
         c.profile.k = 1
+    if "envs" in variants:  # the synthetic domains of pivotrl_jax.envs
+        c.verifiers = config_dict.ConfigDict(
+            {
+                "terminal": {"name": "shell", "params": {"sandbox": "terminal"}},
+                "tool_use": {"name": "tool_call", "params": {"threshold": 0.1}},
+            }
+        )
     return c

@@ -17,7 +17,7 @@ against the rollout logprobs, beta = 0.
 
 from ml_collections import config_dict
 
-VARIANTS = ("tiny", "kl", "swe", "naive", "sft")
+VARIANTS = ("tiny", "kl", "swe", "naive", "sft", "envs")
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -133,6 +133,13 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.sft.batch_size = 4
         c.sft.length_buckets = (128, 256, 512, 1024)
         c.sft.steps = 6
+    if "envs" in variants:  # the synthetic domains of pivotrl_jax.envs
+        c.verifiers = config_dict.ConfigDict(
+            {
+                "terminal": {"name": "shell", "params": {"sandbox": "terminal"}},
+                "tool_use": {"name": "tool_call", "params": {"threshold": 0.1}},
+            }
+        )
     if "kl" in variants:
         c.loss.beta = 0.01
         c.loss.kl_estimator = "k3"

@@ -24,6 +24,7 @@ from pivotrl_jax.errors import PivotError
 # command name -> module path
 COMMANDS: dict[str, str] = {
     "convert": "pivotrl_jax.commands.convert",
+    "demo": "pivotrl_jax.commands.demo",
     "export": "pivotrl_jax.commands.export",
     "extract": "pivotrl_jax.commands.extract",
     "init-model": "pivotrl_jax.commands.init_model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,10 @@ class EnginePolicy:
         prompts = [chat_prompt_ids(self.tokenizer, h, t) for h, t in zip(histories, tools)]
         if self.max_prompt_tokens:
             prompts = [p[-self.max_prompt_tokens :] for p in prompts]
-        groups = self.engine.generate(prompts, self.params, 1)
+        params = self.params
+        if params.seed is not None:  # a fresh, reproducible seed for every turn's batch
+            params = dataclasses.replace(params, seed=params.seed + 7919 * self.calls)
+        groups = self.engine.generate(prompts, params, 1)
         self.calls += 1
         out = []
         for (comp,) in groups:
