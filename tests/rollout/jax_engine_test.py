@@ -118,6 +118,20 @@ def test_stop_ids_and_max_new_tokens(model):
     assert one.token_ids == free.token_ids[:1] and one.finish_reason == "length"
 
 
+def test_eos_of_the_model_config_stops_unless_disabled(model):
+    name, _, _, engine = model
+    greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
+    (free,) = engine.generate([PROMPTS[2]], greedy)[0]
+    eos = free.token_ids[5]
+    first = free.token_ids.index(eos)
+    model_with_eos = nnx.merge(engine.graphdef, engine.params)
+    config = TINY_CONFIGS[MODELS[name]].replace(eos_token_id=(eos, 95))
+    (stopped,) = JaxEngine(model_with_eos, config=config).generate([PROMPTS[2]], greedy)[0]
+    assert stopped.token_ids == free.token_ids[: first + 1] and stopped.finish_reason == "stop"
+    ignoring = JaxEngine(model_with_eos, config=config, options=JaxEngineOptions(stop_at_eos=False))
+    assert ignoring.generate([PROMPTS[2]], greedy)[0][0].token_ids == free.token_ids
+
+
 def test_seeds_reproduce_and_differ(model):
     _, _, _, engine = model
     run = lambda seed: _tokens(
@@ -134,7 +148,8 @@ def test_chunking_does_not_change_samples(model):
     _, path, _, engine = model
     small = JaxEngine.from_pretrained(path, options=JaxEngineOptions(max_batch_size=2))
     params = SamplingParams(max_new_tokens=8, seed=5, top_p=0.9)
-    big_out, small_out = engine.generate(PROMPTS, params, n=2), small.generate(PROMPTS, params, 2)
+    # n = 3 on 2-row chunks also splits one prompt's samples over chunks.
+    big_out, small_out = engine.generate(PROMPTS, params, n=3), small.generate(PROMPTS, params, 3)
     assert _tokens(big_out) == _tokens(small_out)
     for g1, g2 in zip(big_out, small_out):
         for c1, c2 in zip(g1, g2):
