@@ -139,7 +139,7 @@ class SglangEngine:
         self._sessions = threading.local()
         self._next_server = itertools.count()
         self._pool = ThreadPoolExecutor(self.options.max_concurrency, "sglang-rollout")
-        self._call_lock = threading.Lock()  # generate / update_weights / close run one at a time
+        self._call_lock = threading.Lock()  # generate and update_weights take turns
         self._in_flight: dict[str, str] = {}  # rid -> url
         self._in_flight_lock = threading.Lock()
         self._closed = threading.Event()

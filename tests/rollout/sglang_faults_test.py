@@ -16,6 +16,7 @@ import pytest
 from pivotrl_jax.rollout.base import SamplingParams
 from pivotrl_jax.rollout.server import free_port
 from pivotrl_jax.rollout.sglang_engine import (
+    EngineClosedError,
     PromptTooLongError,
     SglangEngine,
     SglangEngineOptions,
@@ -171,3 +172,29 @@ def test_weight_update_failure_names_the_server(stub_factory):
         {"model_path": "/models/step_1", "weight_version": "1", "flush_cache": True},
     )
     engine.close()
+
+
+def test_seeded_sampling_sends_one_request_per_sample_with_distinct_seeds(stub_factory):
+    stub = stub_factory([])
+    engine = SglangEngine([stub.url], weight_version="0", options=FAST)
+    groups = engine.generate([[1], [2]], SamplingParams(max_new_tokens=2, seed=5), n=3)
+    assert [len(g) for g in groups] == [3, 3]
+    bodies = [body for _, body in stub.requests]
+    assert len(bodies) == 6 and all(b["sampling_params"]["n"] == 1 for b in bodies)
+    seeds = {b["sampling_params"]["sampling_seed"] for b in bodies}
+    assert len(seeds) == 6 and all(0 <= s < 2**63 for s in seeds)
+    assert len({b["rid"] for b in bodies}) == 6
+    # The same seed gives the same per-sample seeds next time (reproducible where the server is).
+    engine.generate([[1], [2]], SamplingParams(max_new_tokens=2, seed=5), n=3)
+    again = {body["sampling_params"]["sampling_seed"] for _, body in stub.requests[6:]}
+    assert again == seeds
+    engine.close()
+
+
+def test_generate_after_close_raises(stub_factory):
+    stub = stub_factory([])
+    engine = SglangEngine([stub.url], weight_version="0", options=FAST)
+    engine.close()
+    with pytest.raises(EngineClosedError):
+        engine.generate([[1]], PARAMS)
+    assert stub.requests == []

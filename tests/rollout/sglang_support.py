@@ -33,10 +33,12 @@ def require_sglang_env() -> None:
         )
 
 
-def build_model(kind: str, model_dir: Path, seed: int, hidden: int = 64, layers: int = 2):
+def build_model(
+    kind: str, model_dir: Path, seed: int, hidden: int = 64, layers: int = 2, std: float = 0.1
+):
     """A random float32 Qwen3 ("dense") or Qwen3-MoE ("moe") saved as an HF folder.
 
-    Weights ~ N(0, 0.1^2) so the next-token distribution is far from uniform; norm scales
+    Weights ~ N(0, std^2) so the next-token distribution is far from uniform; norm scales
     ~ 1 + N(0, 0.1^2). Untied head (sglang's Qwen3-MoE ignores tying). No EOS token, so only
     max_new_tokens and stop_token_ids end a completion. Returns the torch model.
     """
@@ -78,7 +80,7 @@ def build_model(kind: str, model_dir: Path, seed: int, hidden: int = 64, layers:
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
-                p.copy_(0.1 * torch.randn_like(p))
+                p.copy_(std * torch.randn_like(p))
     model.eval()
     model.save_pretrained(model_dir)
     return model
@@ -111,6 +113,7 @@ def greedy_reference(model, prompt: list[int], steps: int) -> tuple[list[int], l
 
 
 def max_logprob_diff(model, prompts: list[list[int]], groups: list[list[Completion]]) -> float:
+    """max |engine logprob - transformers logprob| over every sampled token."""
     diffs = [
         np.abs(np.asarray(c.logprobs) - reference_logprobs(model, prompt, c.token_ids)).max()
         for prompt, group in zip(prompts, groups)
