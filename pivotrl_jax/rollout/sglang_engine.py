@@ -45,6 +45,7 @@ from pivotrl_jax.errors import PivotError
 from pivotrl_jax.rollout.base import FINISH_REASONS, Completion, SamplingParams
 
 WeightSource = str | os.PathLike | Callable[[], str | os.PathLike]
+CLOSED_DURING_GENERATE = "the SGLang engine was closed during generate"
 
 
 class SglangError(PivotError, RuntimeError):
@@ -163,16 +164,19 @@ class SglangEngine:
         with self._call_lock:
             self._check_open()
             batch = uuid.uuid4().hex[:12]
-            futures: dict[Future, _Job] = {
-                self._pool.submit(
-                    self._run_job, f"{batch}-p{job.prompt_index}-s{job.first_sample}",
-                    prompts[job.prompt_index], params, job,
-                ): job
-                for job in jobs
-            }  # fmt: skip
+            futures: dict[Future, _Job] = {}
+            for job in jobs:
+                rid = f"{batch}-p{job.prompt_index}-s{job.first_sample}"
+                try:
+                    future = self._pool.submit(
+                        self._run_job, rid, prompts[job.prompt_index], params, job
+                    )
+                except RuntimeError:  # the pool was shut down by a concurrent close()
+                    raise EngineClosedError(CLOSED_DURING_GENERATE) from None
+                futures[future] = job
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.cancelled() for f in done):
-                raise EngineClosedError("the SGLang engine was closed during generate")
+                raise EngineClosedError(CLOSED_DURING_GENERATE)
             failed = [f for f in done if f.exception() is not None]
             if failed:
                 for f in pending:
