@@ -59,12 +59,12 @@ def test_server_that_exits_at_start_fails_with_its_log_tail(tmp_path):
 def test_server_script_runs_the_same_command(tmp_path):
     out = subprocess.run(
         [str(REPO / "launch/sglang_server.sh"), "--cpu", "--model-path", str(tmp_path),
-         "--port", "30123", "--dry-run", "--", "--log-level", "warning"],
+         "--python", "/opt/sglang/bin/python", "--port", "30123", "--dry-run",
+         "--", "--log-level", "warning"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     config = ServerConfig(
-        model_path=str(tmp_path), preset="cpu",
-        python=str(SGLANG_PYTHON) if SGLANG_PYTHON.exists() else "python",
+        model_path=str(tmp_path), preset="cpu", python="/opt/sglang/bin/python",
         extra_args=("--log-level", "warning"),
     )  # fmt: skip
     words = shlex.split(out.stdout)
