@@ -11,6 +11,9 @@ tokens in both, each after a warm-up call (so compilation is excluded), median o
 Both produce the same greedy tokens on the same weights (`"tokens_match"`). Then, for each
 `--refit-sizes` entry (hidden x layers), `update_weights` seconds against the parameter count:
 from an `nnx.State` already on device (what the trainer hands over) and from an HF folder.
+Where the CPU SGLang environment exists (`--sglang auto`), a real SGLang server samples from tiny
+dense and MoE checkpoints and `"sglang_vs_jax_max_abs_logprob_diff_dense"` / `_moe` compare its
+logprobs with the JAX model's on the same tokens.
 Prints one JSON object; `--device-info` adds the JAX and torch platforms.
 """
 
@@ -27,8 +30,8 @@ import time
 import jax
 import numpy as np
 
-from pivotrl_jax.models import ModelConfig
-from pivotrl_jax.models.testing import build_reference
+from pivotrl_jax.models import ModelConfig, default_positions, forward
+from pivotrl_jax.models.testing import TINY_CONFIGS, build_reference
 from pivotrl_jax.rollout.base import SamplingParams
 from pivotrl_jax.rollout.jax_engine import JaxEngine, JaxEngineOptions
 
@@ -37,6 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # library's `profile` module, which torch imports (through cProfile): torch is imported below,
 # inside the functions that use it, after this.
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 
@@ -173,6 +177,58 @@ def refit_benchmark(args, tmp: str) -> list[dict]:
     return [refit_one(hidden, layers, args, tmp) for hidden, layers in sizes]
 
 
+def sglang_python(choice: str) -> str | None:
+    """The interpreter of the CPU SGLang environment, or None when the comparison is off."""
+    path = os.environ.get("PIVOTRL_SGLANG_PYTHON", os.path.join(REPO, ".venv-sglang/bin/python"))
+    if choice == "off" or (choice == "auto" and not os.path.exists(path)):
+        return None
+    return path
+
+
+def sglang_comparison(python: str, precision: str, tmp: str) -> dict:
+    """max |SGLang logprob - JAX logprob| of the tokens a CPU SGLang server sampled (T = 1),
+    the JAX side from the engine's model on the same checkpoint (dense and MoE)."""
+    from pivotrl_jax.rollout.server import ServerConfig, launch
+    from pivotrl_jax.rollout.sglang_engine import SglangEngine
+
+    result = {}
+    for kind, name in (("dense", "dense_untied_mha"), ("moe", "moe_topk_norm")):
+        path = os.path.join(tmp, f"sglang_{kind}")
+        config = TINY_CONFIGS[name].replace(max_position_embeddings=512)
+        build_reference(config, path, seed=3)
+        engine = JaxEngine.from_pretrained(path)
+        rng = np.random.default_rng(1)
+        prompts = [rng.integers(0, config.vocab_size, n).tolist() for n in (3, 9, 17, 30)]
+        server_config = ServerConfig(
+            model_path=path,
+            preset="cpu",
+            python=python,
+            log_path=os.path.join(tmp, f"sglang_{kind}.log"),
+        )
+        with launch(server_config) as server:
+            client = SglangEngine([server.url])
+            groups = client.generate(prompts, SamplingParams(max_new_tokens=16, seed=0), n=4)
+            client.close()
+        with jax.default_matmul_precision(precision):
+            diff = max(
+                float(np.max(np.abs(np.asarray(c.logprobs) - score(engine, prompt, c.token_ids))))
+                for prompt, group in zip(prompts, groups)
+                for c in group
+            )
+        result[f"sglang_vs_jax_max_abs_logprob_diff_{kind}"] = diff
+    return result
+
+
+def score(engine: JaxEngine, prompt: list[int], tokens: tuple[int, ...]) -> np.ndarray:
+    """log pi(tokens | prompt) from one uncached forward of the engine's model."""
+    ids = np.asarray([list(prompt) + list(tokens)], np.int32)
+    mask = np.ones_like(ids)
+    logits = forward(engine.graphdef, engine.params, ids, default_positions(mask), mask)
+    logp = np.asarray(jax.nn.log_softmax(logits[0], -1))
+    L = len(prompt)
+    return logp[np.arange(L - 1, L - 1 + len(tokens)), np.asarray(tokens)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -186,6 +242,12 @@ def main() -> None:
     parser.add_argument("--device-info", action="store_true")
     # True float32 on both sides (torch's CUDA matmuls do not use TF32 by default).
     parser.add_argument("--precision", default="highest", help="JAX matmul precision")
+    parser.add_argument(
+        "--sglang",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compare logprobs with a CPU SGLang server (auto: if .venv-sglang)",
+    )
     args = parser.parse_args()
     result = {}
     if args.device_info:
@@ -204,6 +266,9 @@ def main() -> None:
             "jax_vs_transformers_decode_speedup"
         ]
         result["refit"] = refit_benchmark(args, tmp)
+        python = sglang_python(args.sglang)
+        if python:
+            result.update(sglang_comparison(python, args.precision, tmp))
     print(json.dumps(result, indent=2))
 
 
