@@ -3,6 +3,7 @@
     engine = SglangEngine(["http://127.0.0.1:30000"], weight_version=0)
     groups = engine.generate(prompt_ids, SamplingParams(max_new_tokens=256), n=16)  # [P][n]
     engine.update_weights("runs/export/step_7", version=7)   # every server reloads the folder
+    engine.update_weights(lambda: export_hf(params, config, folder), version=8)  # export, then load
     engine.close()                                            # aborts what is still running
 
 Requests. One `POST /generate` per prompt with its token ids (never re-tokenised text), the
