@@ -120,6 +120,7 @@ class JaxEngine:
         self._graphdef, state = nnx.split(model)
         self._shardings = param_shardings(state, self.mesh, rules)
         self._params: nnx.State | None = None
+        self._fns: dict[tuple, Any] = {}
         self.weight_version = weight_version
         eos = self.config.eos_token_id if self.options.stop_at_eos else None
         self._eos_ids = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
@@ -219,7 +220,7 @@ class JaxEngine:
         if not prompts:
             return []
         seed = params.seed if params.seed is not None else secrets.randbits(31)
-        base_key = jax.random.key(seed)
+        base_key = _base_key(seed)
         rows = sorted(
             ((i, j) for i in range(len(prompts)) for j in range(n)),
             key=lambda r: -len(prompts[r[0]]),
@@ -249,8 +250,8 @@ class JaxEngine:
             for r, (i, j) in enumerate(chunk):
                 length = int(d.lengths[r])
                 out[i][j] = Completion(
-                    token_ids=[int(t) for t in d.tokens[r, :length]],
-                    logprobs=[float(x) for x in d.logprobs[r, :length]],
+                    token_ids=d.tokens[r, :length].tolist(),
+                    logprobs=d.logprobs[r, :length].tolist(),
                     finish_reason="stop" if d.stopped[r] else "length",
                     weight_version=self.weight_version,
                 )
@@ -317,7 +318,12 @@ class JaxEngine:
         )
         rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
         keys = rows(_row_keys(base_key, jnp.asarray(index)))
-        fn = _compiled(self._graphdef, self.config, self.mesh, self.rules, M, C, greedy, filtered)
+        statics = (M, C, greedy, filtered)
+        if statics not in self._fns:  # hashing a large graphdef once per shape, not per call
+            self._fns[statics] = _compiled(
+                self._graphdef, self.config, self.mesh, self.rules, *statics
+            )
+        fn = self._fns[statics]
         precision = self.options.matmul_precision
         with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
             return fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
@@ -356,6 +362,14 @@ def _compiled(
             rules=rules,
         )
     )
+
+
+def _base_key(seed: int) -> jax.Array:
+    """key(seed) for any Python int: jax.random.key keeps only 32 bits without x64, so the high
+    32 bits of a 64-bit seed are folded in (seeds below 2^32 give plain key(seed))."""
+    seed %= 2**64
+    key = jax.random.key(seed & 0xFFFFFFFF)
+    return jax.random.fold_in(key, seed >> 32) if seed >> 32 else key
 
 
 @jax.jit

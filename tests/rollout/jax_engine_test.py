@@ -140,6 +140,7 @@ def test_seeds_reproduce_and_differ(model):
     a = run(11)
     assert a == run(11)
     assert a != run(12)
+    assert run(2**40 + 11) != a  # 64-bit seeds keep their high bits
     # The n samples of a prompt are distinct draws (8 tokens from 96: equal by chance ~never).
     assert all(len({tuple(t) for t in group}) == 3 for group in a)
 
