@@ -17,12 +17,12 @@ What it returns, per prompt and sample (a `Completion`):
   weight_version the version given to the last `update_weights` (or the constructor)
 
 How it runs: all n samples of all P prompts are rows (B = P * n), sorted by prompt length and cut
-into chunks of at most `max_batch_size` rows. Each chunk is left-padded to a bucket (powers of
-two for rows, prompt length and max_new_tokens; see `buckets.py`) and runs as one compiled program
-(`decode.generate`: one chunked prefill per distinct prompt, its KV cache copied to that prompt's
-n rows, then a `lax.while_loop` that exits when every row is done),
-so new request sizes rarely recompile and no token round-trips to the host. Rows are sharded over
-the mesh's batch axes, parameters by the model's sharding rules.
+into chunks of at most `max_batch_size` rows. Each chunk is left-padded to buckets (powers of two
+for rows and max_new_tokens, half octaves for prompt length; see `buckets.py`) and runs as one
+compiled program (`decode.generate`: one chunked prefill per distinct prompt, its KV cache copied
+to that prompt's n rows, then a `lax.while_loop` that exits when every row is done), so new
+request sizes rarely recompile and no token round-trips to the host. Rows are sharded over the
+mesh's batch axes, parameters by the model's sharding rules.
 
 Reproducibility: row (prompt i, sample j) draws from key fold_in(fold_in(key(seed), i), j),
 folded again with the step, so the same seed and prompts give the same tokens whatever the
@@ -71,6 +71,7 @@ class JaxEngineOptions:
     max_context: int | None = None  # prompt + max_new_tokens limit; None: the model's maximum
     truncation: str = "error"  # a too-long prompt: "error", or "left" (keep its last tokens)
     min_prompt_bucket: int = 16  # smallest padded prompt length
+    prompt_buckets_per_octave: int = 2  # prompt lengths 16, 24, 32, 48, ...: <= 1/3 padding
     min_new_tokens_bucket: int = 16  # smallest compiled decode buffer
     prefill_logits_bytes: int = 256 * 2**20  # bound on the [B, C, V] f32 logits of a prefill chunk
     stop_at_eos: bool = True  # the model config's eos_token_id(s) join every request's stop ids
@@ -81,7 +82,13 @@ class JaxEngineOptions:
     def __post_init__(self):
         if self.truncation not in TRUNCATIONS:
             raise ValueError(f"truncation {self.truncation!r} is not one of {TRUNCATIONS}")
-        names = ("max_batch_size", "min_batch_bucket", "min_prompt_bucket", "min_new_tokens_bucket")
+        names = (
+            "max_batch_size",
+            "min_batch_bucket",
+            "min_prompt_bucket",
+            "prompt_buckets_per_octave",
+            "min_new_tokens_bucket",
+        )
         for name in names:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -299,6 +306,7 @@ class JaxEngine:
             max(len(prompts[i]) for i, _ in chunk),
             minimum=self.options.min_prompt_bucket,
             maximum=self.max_context,
+            per_octave=self.options.prompt_buckets_per_octave,
         )
         distinct = list(dict.fromkeys(i for i, _ in chunk))  # prompts in first-seen order
         U = bucket(len(distinct), minimum=dp, multiple=dp, maximum=B)
