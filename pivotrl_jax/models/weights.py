@@ -25,6 +25,7 @@ places each tensor straight onto its target sharding; the whole model is never o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -264,28 +265,22 @@ def load_hf(
     maps = tensor_maps(config)
     _check(maps, files, config)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
-    shardings = nnx.to_flat_state(param_shardings(abstract, mesh or single_device_mesh(), rules))
-    shardings = dict(shardings)
+    shardings = dict(
+        nnx.to_flat_state(param_shardings(abstract, mesh or single_device_mesh(), rules))
+    )
     dtype = _NP_DTYPES[config.param_dtype]
-    handles: dict[Path, Any] = {}
-    try:
-        values = {}
+    values = {}
+    with contextlib.ExitStack() as stack:
+        used = {files[name] for m in maps for name in m.hf_names}
+        handles = {f: stack.enter_context(safe_open(f, framework="numpy")) for f in used}
         for m in maps:
-            parts = []
-            for name in m.hf_names:
-                file = files[name]
-                if file not in handles:
-                    handles[file] = safe_open(file, framework="numpy").__enter__()
-                parts.append(handles[file].get_tensor(name))
-            host = np.ascontiguousarray(m.to_ours(parts).astype(dtype))
-            sharding = shardings[m.path]
+            # One parameter on the host at a time (all E experts of a MoE projection together).
+            host = m.to_ours([handles[files[name]].get_tensor(name) for name in m.hf_names])
+            host = np.ascontiguousarray(host.astype(dtype))
             values[m.path] = jax.make_array_from_callback(
-                host.shape, sharding, lambda idx, h=host: h[idx]
+                host.shape, shardings[m.path], lambda idx, h=host: h[idx]
             )
-            del parts, host
-    finally:
-        for h in handles.values():
-            h.__exit__(None, None, None)
+            del host
     flat = nnx.to_flat_state(abstract)
     for path, var in flat:
         if path not in values:
