@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -168,10 +169,9 @@ def test_top_k_one_and_tiny_top_p_are_greedy(model):
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-6)
 
 
+@pytest.mark.parametrize("model", ["dense"], indirect=True)  # one model suffices
 def test_one_step_frequencies_match_softmax(model):
-    name, _, _, engine = model
-    if name != "dense":
-        pytest.skip("one model suffices for the statistics")
+    _, _, _, engine = model
     prompt, n = PROMPTS[0], 3000
     (group,) = engine.generate([prompt], SamplingParams(max_new_tokens=1, seed=0), n=n)
     ids = np.zeros((1, 32), np.int32)
@@ -231,6 +231,19 @@ def test_update_weights_swaps_parameters_without_copy(model):
     with pytest.raises(ValueError, match="shape"):
         bad = jax.tree.map(lambda x: x[..., :1] if x.ndim == 2 else x, new_state)
         other.update_weights(bad, version="bad")
+
+
+@pytest.mark.parametrize("model", ["dense"], indirect=True)
+def test_update_weights_casts_to_the_engine_dtype(model):
+    _, path, _, engine = model
+    half = JaxEngine.from_pretrained(path, dtype="bfloat16", param_dtype="bfloat16")
+    half.update_weights(engine.params, version=1)  # the float32 state, cast on device
+    assert {x.dtype for x in jax.tree.leaves(half.params)} == {jnp.dtype(jnp.bfloat16)}
+    params = SamplingParams(max_new_tokens=6, temperature=0.0)
+    (c,) = half.generate([PROMPTS[1]], params)[0]
+    (ref,) = engine.generate([PROMPTS[1]], params)[0]
+    assert c.weight_version == 1
+    np.testing.assert_allclose(c.logprobs[:1], ref.logprobs[:1], atol=0.1)  # bf16 rounding
 
 
 def test_rejects_bad_requests(model):
