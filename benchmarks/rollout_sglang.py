@@ -8,7 +8,8 @@ layers) it builds two random float32 Qwen3 models, starts one CPU server, and me
     2-core CPU, the torch_native backend);
   - refit seconds: `update_weights` (POST /update_weights_from_disk, cache flushed) of the other
     model's folder, median of a few swaps, against the parameter count;
-  - the max |SGLang logprob - transformers float32 log_softmax| over sampled tokens.
+  - the max |SGLang logprob - transformers float32 log_softmax| over sampled tokens (float32
+    rounding grows with the logits' size: `mean_abs_logprob` gives the scale).
 Then one tiny Qwen3-MoE for the MoE logprob difference. Prints one JSON object.
 The random models and their transformers reference come from tests/rollout/sglang_support.py.
 """
@@ -23,7 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
+# benchmarks/profile.py would shadow the standard library's `profile` (torch imports cProfile).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks"]
 sys.path.insert(0, str(REPO / "tests" / "rollout"))
 sys.path.insert(0, str(REPO))
 
@@ -34,8 +39,10 @@ from pivotrl_jax.rollout.sglang_engine import SglangEngine  # noqa: E402
 
 
 def measure(kind: str, hidden: int, layers: int, root: Path, decode: bool) -> dict:
+    # std 0.1 at width 64, scaled by 1/sqrt(width): logits of a similar size at every width.
+    std = 0.1 * (64 / hidden) ** 0.5
     models = {
-        name: support.build_model(kind, root / name, seed=seed, hidden=hidden, layers=layers)
+        name: support.build_model(kind, root / name, seed, hidden=hidden, layers=layers, std=std)
         for name, seed in (("a", 0), ("b", 1))
     }
     params = sum(p.numel() for p in models["a"].parameters())
@@ -49,6 +56,9 @@ def measure(kind: str, hidden: int, layers: int, root: Path, decode: bool) -> di
         prompts = support.random_prompts([8, 32, 64], seed=0)
         groups = engine.generate(prompts, SamplingParams(max_new_tokens=32), n=4)
         result["max_abs_logprob_diff"] = support.max_logprob_diff(models["a"], prompts, groups)
+        result["mean_abs_logprob"] = round(
+            float(np.mean([abs(x) for g in groups for c in g for x in c.logprobs])), 3
+        )
         if decode:
             prompts = support.random_prompts([16] * 8, seed=1)
             start = time.perf_counter()
@@ -98,7 +108,7 @@ def main() -> None:
             f"{r['hidden']}x{r['layers']}": r["decode"]["tokens_per_s"] for r in dense
         },
         "refit_s_vs_params": [
-            {"params": r["params"], "refit_s": r["refit_s_median"]} for r in runs
+            {"kind": r["kind"], "params": r["params"], "refit_s": r["refit_s_median"]} for r in runs
         ],
         "sglang_vs_transformers_max_abs_logprob_diff_dense": max(
             max(r["max_abs_logprob_diff"], r["max_abs_logprob_diff_after_refit"]) for r in dense
