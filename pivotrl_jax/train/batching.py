@@ -37,6 +37,9 @@ class Sequence:
     response_ids: tuple[int, ...]  # [Lr] the sampled action a
     response_logprobs: tuple[float, ...]  # [Lr] rollout engine's log mu(a_i | s, a_<i)
     advantage: float  # the group advantage of this sample
+    # [Lr] per-token loss weights (1 = a target); None = every response token. SFT on a whole
+    # trajectory sets 0 on the tool and user tokens between assistant turns.
+    response_mask: tuple[float, ...] | None = None
 
 
 @struct.dataclass
@@ -121,6 +124,10 @@ def make_batch(
             raise ValueError(
                 f"response of {len(s.response_ids)} tokens has {len(s.response_logprobs)} logprobs"
             )
+        if s.response_mask is not None and len(s.response_mask) != len(s.response_ids):
+            raise ValueError(
+                f"response of {len(s.response_ids)} tokens has {len(s.response_mask)} mask values"
+            )
     longest = max(len(s.prompt_ids) + len(s.response_ids) for s in seqs)
     T = bucket_length(longest, length_buckets)
     layout = _layout(seqs, T, pack)
@@ -148,7 +155,7 @@ def make_batch(
             tgt[r, start : start + n - 1] = tokens[1:]
             # Response token j (j >= lp) is predicted at position j - 1.
             resp = slice(start + lp - 1, start + n - 1)
-            mask[r, resp] = 1.0
+            mask[r, resp] = 1.0 if s.response_mask is None else np.asarray(s.response_mask)
             adv[r, resp] = s.advantage
             blp[r, resp] = np.asarray(s.response_logprobs, np.float32)
             start += n

@@ -72,7 +72,9 @@ def record_sequence(record: Mapping[str, Any], max_len: int) -> Seq | None:
         return None
     prompt = tuple(int(t) for t in prompt)
     completion = tuple(int(t) for t in completion)
-    return Seq(prompt, completion, (0.0,) * len(completion), 0.0)
+    mask = record.get("completion_mask")  # whole-trajectory records: assistant spans only
+    mask = None if mask is None else tuple(float(m) for m in mask)
+    return Seq(prompt, completion, (0.0,) * len(completion), 0.0, mask)
 
 
 def run_sft(
