@@ -192,26 +192,28 @@ class JaxEngine:
         self.weight_version = version
 
     def _place(self, state: nnx.State) -> None:
-        """Puts `state` on this engine's shardings (no copy where it already is), in its dtypes."""
-        ref = self._params
-        if ref is not None:
-            if jax.tree.structure(state) != jax.tree.structure(ref):
+        """Puts the arrays of `state` on this engine's shardings (no copy where they already
+        are), in its dtypes, under its own tree (so Variable metadata need not match)."""
+        leaves = jax.tree.leaves_with_path(state)
+        paths = [jax.tree_util.keystr(p) for p, _ in leaves]
+        arrays = [x for _, x in leaves]
+        if self._params is None:  # the constructor's own state defines the layout
+            self._treedef = jax.tree.structure(state)
+            self._paths = paths
+            self._sharding_leaves = jax.tree.leaves(self._shardings)
+            self._dtypes = [x.dtype for x in arrays]
+            self._shapes = [x.shape for x in arrays]
+        elif paths != self._paths:
+            diff = sorted(set(paths) ^ set(self._paths))[:3]
+            raise ValueError(f"update_weights: parameters differ from the engine's model {diff}")
+        for path, x, shape in zip(paths, arrays, self._shapes):
+            if x.shape != shape:
                 raise ValueError(
-                    "update_weights: the new state's structure differs from the "
-                    "engine's model (a different config?)"
+                    f"update_weights: {path} has shape {x.shape}, the engine's model {shape}"
                 )
-            for (path, x), y in zip(jax.tree.leaves_with_path(state), jax.tree.leaves(ref)):
-                if x.shape != y.shape:
-                    raise ValueError(
-                        f"update_weights: {jax.tree_util.keystr(path)} has shape "
-                        f"{x.shape}, the engine's model {y.shape}"
-                    )
-        placed = jax.device_put(state, self._shardings)
-        if ref is not None:
-            placed = jax.tree.map(
-                lambda x, y: x if x.dtype == y.dtype else x.astype(y.dtype), placed, ref
-            )
-        self._params = placed
+        placed = jax.device_put(arrays, self._sharding_leaves)  # a no-op where already there
+        placed = [x if x.dtype == d else x.astype(d) for x, d in zip(placed, self._dtypes)]
+        self._params = jax.tree.unflatten(self._treedef, placed)
 
     # ---------------------------------------------------------------------------------------
     # Generation.
