@@ -9,10 +9,10 @@ A row finishes at its first stop token (kept in its tokens) or at max_new_tokens
 still runs through the model with the others but nothing more is recorded for it. The whole loop
 is one XLA program: no host round trip per token. Sampling math is in `sampling.py`.
 
-Why chunks: the model's forward returns logits for every position it is given, [B, T, V] float32,
+Why chunks: the model's forward returns logits for every position it is given, [U, Tp, V] float32,
 and XLA does not narrow the output projection to the one column the prefill needs. Feeding the
-prompt C tokens at a time (a `lax.scan` writing the same KV cache) bounds that buffer to
-[B, C, V]; the engine picks C from a memory budget.
+prompts C tokens at a time (a `lax.scan` writing the same KV cache) bounds that buffer to
+[U, C, V]; the engine picks C from a memory budget.
 """
 
 from __future__ import annotations
