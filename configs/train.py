@@ -108,8 +108,12 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.checkpoint = config_dict.ConfigDict(dict(every=10, keep=3))
     c.log = config_dict.ConfigDict(dict(tensorboard=True, progress=True))
     # Re-profile the pivots when the batch reward std stays below `std_below` for `patience`
-    # batches (calls pivots.profile's re-profiling function when that module provides one).
-    c.reprofile = config_dict.ConfigDict(dict(enabled=False, std_below=0.05, patience=5))
+    # batches with pivots.profile.reprofile and the current weights.
+    # Pivots of those batches that lost their signal (variance 0 or mean >= lambda_diff under
+    # the current policy) are excluded from then on.
+    c.reprofile = config_dict.ConfigDict(
+        dict(enabled=False, std_below=0.05, patience=5, lambda_diff=0.6)
+    )
     c.sft = config_dict.ConfigDict(
         dict(
             prefix="candidates",  # record shard prefix in `trajectories`

@@ -115,6 +115,7 @@ class GrpoConfig:
     reprofile_enabled: bool = False
     reprofile_std_below: float = 0.05
     reprofile_patience: int = 5
+    reprofile_lambda_diff: float = 0.6
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -187,6 +188,7 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         reprofile_enabled=cfg.reprofile.enabled,
         reprofile_std_below=cfg.reprofile.std_below,
         reprofile_patience=cfg.reprofile.patience,
+        reprofile_lambda_diff=cfg.reprofile.lambda_diff,
         rollout=RolloutConfig(**cfg.rollout.to_dict()),
         loss=LossConfig(**loss),
         optim=OptimConfig(**cfg.optim.to_dict()),
@@ -275,6 +277,32 @@ def group_sequences(
 
 
 @dataclasses.dataclass
+class Progress:
+    """Host-side loop state beyond the TrainState; saved in the checkpoint's meta."""
+
+    low_std: int = 0  # consecutive batches with reward std below reprofile_std_below
+    recent: list[dict] = dataclasses.field(default_factory=list)  # those batches' pivots
+    excluded: set[str] = dataclasses.field(default_factory=set)  # ids re-profiling dropped
+    rounds: int = 0  # re-profiling rounds so far
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "low_std": self.low_std,
+            "recent": self.recent,
+            "excluded": sorted(self.excluded),
+            "rounds": self.rounds,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Progress:
+        return cls(d["low_std"], list(d["recent"]), set(d["excluded"]), d["rounds"])
+
+
+def _jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in record.items()}
+
+
+@dataclasses.dataclass
 class Parts:
     """What the loop wires together; built by `build` (or by a test with its own engine)."""
 
@@ -291,6 +319,7 @@ class Parts:
     scorer: Any
     data: Any  # grain iterator of pivot batches
     schedule: Callable
+    progress: Progress = dataclasses.field(default_factory=lambda: Progress())
 
 
 def build_parts(
@@ -336,6 +365,15 @@ def build_parts(
     )
 
 
+def next_pivots(data: Any, excluded: set[str], max_batches: int = 1000) -> list[dict]:
+    """The next batch's pivots minus those re-profiling excluded (skipping emptied batches)."""
+    for _ in range(max_batches):
+        records = [r for r in next(data)["records"] if r.get("id") not in excluded]
+        if records:
+            return records
+    raise RuntimeError(f"{max_batches} batches in a row hold only excluded pivots")
+
+
 def _data_parallel(policy: Policy) -> int:
     return math.prod(policy.mesh.shape[a] for a in policy.rules.batch if a in policy.mesh.shape)
 
@@ -345,8 +383,10 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     cfg, timer = parts.cfg, metrics_lib.StepTimer()
     G = cfg.rollout.group_size
     with timer("data"):
-        records = next(parts.data)["records"]
+        records = next_pivots(parts.data, parts.progress.excluded)
         prompts = [[int(t) for t in r["prompt_ids"]] for r in records]
+        if cfg.reprofile_enabled:
+            parts.progress.recent.extend(_jsonable(r) for r in records)
     with timer("rollout"):
         r = cfg.rollout
         sampling = SamplingParams(
@@ -427,11 +467,42 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     return out, True
 
 
-def _reprofile_hook() -> Callable | None:
-    """pivots.profile's re-profiling function, when that module provides one."""
-    from pivotrl_jax.pivots import profile
+def reprofile_recent(parts: Parts, it: int) -> dict[str, float]:
+    """Re-profile the pivots of the low-std batches with the current weights (pivots.profile)
+    and exclude those without GRPO signal any more (variance 0 or mean >= lambda_diff)."""
+    from pivotrl_jax.pivots.profile import ProfileConfig, reprofile
 
-    return vars(profile).get("reprofile_pivots")
+    cfg, prog = parts.cfg, parts.progress
+    r = cfg.rollout
+    pcfg = ProfileConfig(
+        k=r.group_size,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        max_new_tokens=r.max_new_tokens,
+        candidates_per_call=cfg.pivots_per_step,
+        seed=stable_seed(cfg.seed, "reprofile", it),
+        verifier_time_limit_s=cfg.verifier_time_limit_s,
+    )
+    unique = list({rec["id"]: rec for rec in prog.recent}.values())
+    _, keep = reprofile(
+        unique,
+        parts.engine,
+        parts.decode,
+        parts.scorer,
+        pcfg,
+        lambda_diff=cfg.reprofile_lambda_diff,
+        round_index=prog.rounds,
+    )
+    dropped = {rec["id"] for rec, k in zip(unique, keep) if not k}
+    prog.excluded |= dropped
+    prog.rounds += 1
+    prog.low_std, prog.recent = 0, []
+    return {
+        "reprofile/profiled": float(len(unique)),
+        "reprofile/excluded": float(len(dropped)),
+        "reprofile/excluded_total": float(len(prog.excluded)),
+    }
 
 
 def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -447,6 +518,7 @@ def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
         abstract = abstract_train_state(parts.policy, make_optimizer(cfg.optim), cfg.optim.dtype)
         parts.state, meta = ckpt.restore(start, abstract)
         parts.data.set_state(meta["data_state"])
+        parts.progress = Progress.from_json(meta["progress"])
         version = int(meta["weight_version"])
         if version:
             parts.sync(
@@ -461,7 +533,7 @@ def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
         disable=not cfg.progress,
         desc="train",
     )
-    low_std, last = 0, {}
+    last = {}
     try:
         for it in bar:
             last, updated = iteration(parts, it, workdir)
@@ -469,6 +541,13 @@ def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
                 version = it + 1
             last["weight_version"] = float(version)
             last["optimizer_step"] = float(parts.state.step)
+            if cfg.reprofile_enabled:
+                low = last["reward/std"] < cfg.reprofile_std_below
+                parts.progress.low_std = parts.progress.low_std + 1 if low else 0
+                if not low:
+                    parts.progress.recent = []
+                if parts.progress.low_std >= cfg.reprofile_patience:
+                    last.update(reprofile_recent(parts, it))
             writer.write(it + 1, last)
             bar.set_postfix(reward=f"{last['reward/mean']:.3f}", loss=f"{last.get('loss', 0):.4f}")
             if int(parts.state.nonfinite) > cfg.max_nonfinite:
@@ -476,17 +555,12 @@ def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
                     f"{int(parts.state.nonfinite)} non-finite updates (limit {cfg.max_nonfinite})"
                     f" by iteration {it + 1}; the last checkpoint is step {ckpt.latest_step()}"
                 )
-            low_std = low_std + 1 if last["reward/std"] < cfg.reprofile_std_below else 0
-            if cfg.reprofile_enabled and low_std >= cfg.reprofile_patience:
-                hook = _reprofile_hook()
-                if hook is not None:
-                    hook(parts)
-                low_std = 0
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.steps:
                 meta = {
                     "data_state": parts.data.get_state(),
                     "weight_version": version,
                     "iteration": it + 1,
+                    "progress": parts.progress.to_json(),
                 }
                 ckpt.save(it + 1, parts.state, meta)
     finally:

@@ -195,6 +195,71 @@ def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tm
     assert moved > 1e-5
 
 
+def test_reprofiling_excludes_pivots_that_lost_their_signal(assets, tmp_path):
+    from transformers import AutoTokenizer
+
+    from pivotrl_jax import config as config_lib
+    from pivotrl_jax.commands.train import scorer_from_config
+    from pivotrl_jax.data import loader
+    from pivotrl_jax.models.sharding import single_device_mesh
+    from pivotrl_jax.rollout.jax_engine import JaxEngine
+    from pivotrl_jax.rollout.text import completion_text
+    from pivotrl_jax.train import loop
+    from pivotrl_jax.train.metrics import read_metrics
+
+    exec(VERIFIER, {})
+    cfg = config_lib.load_config(
+        "configs/train.py:tiny",
+        [
+            f"model_dir={assets / 'model'}",
+            f"pivots={assets / 'pivots'}",
+            "log.progress=False",
+            "train.steps=4",
+            "train.kl_metric=False",
+            "reprofile.enabled=True",
+            "reprofile.std_below=2.0",
+            "reprofile.patience=2",
+            "reprofile.lambda_diff=1.01",
+        ],
+    )
+    g = loop.grpo_config(cfg)
+    mesh = single_device_mesh()
+    tok = AutoTokenizer.from_pretrained(g.model_dir)
+    params, model_cfg = loop.initial_params(g.model_dir, mesh, {})
+    data = iter(
+        loader.dataset_from_dir(
+            g.pivots,
+            loader.LoaderConfig(
+                batch_size=g.pivots_per_step,
+                max_prompt_len=g.max_prompt_len,
+                pad_id=tok.pad_token_id,
+            ),
+            prefix=g.pivots_prefix,
+        )
+    )
+    engine = JaxEngine.from_pretrained(g.model_dir, mesh=mesh)
+    parts = loop.build_parts(
+        g,
+        mesh,
+        engine,
+        lambda ids: completion_text(tok, ids),
+        (tok.eos_token_id,),
+        scorer_from_config(cfg),
+        data,
+        params,
+        model_cfg,
+    )
+    assert parts.reference is None  # beta = 0 and no KL metric: no reference is built
+    loop.run(parts, tmp_path)
+    rows = read_metrics(tmp_path)
+    # Iterations 1-2 cover all 8 pivots; re-profiling after 2 finds the "always" pivots
+    # (p0, p1) with zero variance under the current policy and excludes them.
+    assert rows[1]["reprofile/profiled"] == 8
+    assert {"p0", "p1"} <= parts.progress.excluded
+    assert rows[3]["reprofile/excluded_total"] == len(parts.progress.excluded)
+    assert parts.progress.rounds == 2
+
+
 def _run(runner: Path, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(runner), *args], cwd=REPO, capture_output=True, text=True, timeout=1200
