@@ -22,26 +22,25 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         dict(
             # pi_0's pretraining mix: out-of-domain questions, and in-domain trajectories of which
             # some task kinds are absent and some carry deliberately wrong actions.
-            pretrain_per_domain=240,
-            pretrain_ood=1200,
+            pretrain_per_domain=160,
+            pretrain_ood=800,
             absent_kind_fraction=0.25,  # of each domain's task kinds, never shown to pi_0
             noisy_kind_fraction=0.35,  # kinds whose actions are corrupted with noise_rate
             noise_rate=0.5,
             # The SFT trajectories PivotRL starts from (all kinds, clean, other sessions).
-            sft_per_domain=120,
+            sft_per_domain=40,
         )
     )
     c.base = config_dict.ConfigDict(
         dict(
             model_variant="tiny-moe",
-            num_hidden_layers=4,
-            hidden_size=64,
+            num_hidden_layers=2,
             vocab_size=1024,
-            steps=600,
-            batch_size=16,
+            steps=150,  # optimizer steps of whole-trajectory SFT (sequences packed into rows)
+            batch_size=24,  # trajectories per step
             learning_rate=3e-3,
-            warmup_steps=30,
-            length_buckets=(128, 256, 512, 1024, 1536),
+            warmup_steps=15,
+            length_buckets=(1536,),  # one row length: packing keeps the compiled shapes few
         )
     )
     c.profile = config_dict.ConfigDict(
@@ -50,7 +49,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.select = config_dict.ConfigDict(dict(lambda_diff=0.6, budget=0, min_variance=0.0))
     c.train = config_dict.ConfigDict(
         dict(
-            steps=30,
+            steps=20,
             pivots_per_step=8,
             group_size=8,
             learning_rate=2e-4,
@@ -60,9 +59,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     )
     c.eval = config_dict.ConfigDict(
         dict(
-            episodes_per_domain=96,
-            ood_questions=256,
-            max_turns=10,
+            episodes_per_domain=64,
+            ood_questions=200,
+            max_turns=8,
             temperature=1.0,
             max_new_tokens=64,
             seed=1,

@@ -153,6 +153,26 @@ def make_data(c, out: Path) -> dict:
     return report
 
 
+def write_trajectory_records(tokenizer_dir: Path, jsonl: Path, out: Path, max_tokens: int) -> dict:
+    """Whole-trajectory SFT records (loss on every assistant span) as ArrayRecord shards."""
+    from transformers import AutoTokenizer
+
+    from pivotrl_jax.data import records as records_io
+    from pivotrl_jax.data.sft_records import trajectory_records
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    recs, counts = trajectory_records(tok, rows, max_tokens=max_tokens)
+    records_io.write_records(out, recs, prefix="trajectories")
+    atomic.write_json(out / "counts.json", counts)
+    print(
+        f"[demo] {counts['kept']} trajectory records ({counts['skipped']} over {max_tokens} "
+        f"tokens skipped)",
+        file=sys.stderr,
+    )
+    return counts
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation.
 
@@ -319,24 +339,17 @@ def run(c, progress: bool = True) -> dict:
                 str(base / "init"),
             ]
         )
-        run_cli(
-            [
-                "extract",
-                "--input",
-                str(data / "pretrain.jsonl"),
-                "--output",
-                str(base / "cands"),
-                "--tokenizer",
-                str(base / "init"),
-                f"--config.max_prompt_tokens={max(b.length_buckets) - 64}",
-            ]
+        write_trajectory_records(
+            base / "init", data / "pretrain.jsonl", base / "traj", max(b.length_buckets)
         )
         run_cli(
             [
                 "sft",
                 "--config=configs/train.py:sft",
                 f"--config.model_dir={base / 'init'}",
-                f"--config.trajectories={base / 'cands'}",
+                f"--config.trajectories={base / 'traj'}",
+                "--config.sft.prefix=trajectories",
+                "--config.train.pack=True",
                 "--output",
                 str(base / "sft"),
                 f"--config.sft.steps={b.steps}",
@@ -347,7 +360,7 @@ def run(c, progress: bool = True) -> dict:
                 f"--config.optim.warmup_steps={b.warmup_steps}",
                 f"--config.optim.decay_steps={b.steps}",
                 f"--config.seed={c.seed}",
-                "--config.checkpoint.every=100",
+                "--config.checkpoint.every=50",
                 *noprog,
             ]
         )
