@@ -155,6 +155,22 @@ def test_update_weights_from_disk_switches_logprobs_and_version(served, engine):
         engine.update_weights(root / "a", version="0")
 
 
+def test_refit_from_the_project_hf_export(served, engine):
+    """The trainer's path: our JAX model exported with models.weights.export_hf, then served."""
+    from pivotrl_jax.models.weights import export_hf, load_hf
+
+    _, models, root = served
+    model, config = load_hf(root / "b")
+    prompts = random_prompts([9, 14], seed=10)
+    try:
+        engine.update_weights(lambda: export_hf(model, config, root / "export"), version="jax-1")
+        groups = engine.generate(prompts, SamplingParams(max_new_tokens=6), n=2)
+        assert all(c.weight_version == "jax-1" for g in groups for c in g)
+        assert max_logprob_diff(models["b"], prompts, groups) <= TOL
+    finally:
+        engine.update_weights(root / "a", version="0")
+
+
 def test_stale_weight_version_raises(served):
     server, _, _ = served
     stale = SglangEngine([server.url], weight_version=41)

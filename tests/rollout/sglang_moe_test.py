@@ -64,6 +64,22 @@ def test_moe_weight_swap_follows_new_router_and_experts(served):
     engine.close()
 
 
+def test_moe_refit_from_the_project_hf_export(served):
+    """Router and expert tensors survive our export: logprobs follow the exported weights."""
+    from pivotrl_jax.models.weights import export_hf, load_hf
+
+    server, models, root = served
+    engine = SglangEngine([server.url])
+    model, config = load_hf(root / "a")
+    engine.update_weights(lambda: export_hf(model, config, root / "export"), version="jax-a")
+    prompts = random_prompts([7, 19], seed=22)
+    groups = engine.generate(prompts, SamplingParams(max_new_tokens=8), n=2)
+    assert all(c.weight_version == "jax-a" for g in groups for c in g)
+    assert max_logprob_diff(models["a"], prompts, groups) <= TOL
+    assert max_logprob_diff(models["b"], prompts, groups) > 1e-2
+    engine.close()
+
+
 def group_gone(pgid: int, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
