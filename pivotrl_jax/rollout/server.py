@@ -209,7 +209,11 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def start(config: ServerConfig) -> ServerProcess:
     """Starts the server in its own process group; returns at once (see `launch`)."""
     port = config.port or free_port(config.host)
-    log_path = config.log_path or tempfile.mkstemp(prefix=f"sglang-{port}-", suffix=".log")[1]
+    if config.log_path is None:
+        fd, log_path = tempfile.mkstemp(prefix=f"sglang-{port}-", suffix=".log")
+        os.close(fd)
+    else:
+        log_path = config.log_path
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
