@@ -5,7 +5,8 @@ are absent and `torch.library.register_fake("torchvision::nms")` raises at impor
 torchvision, so the CPU test server would not start. This patch wraps the two `register_fake`
 decorators in `_meta_registrations.py` so they apply only when `torchvision.extension._has_ops()`.
 
-Idempotent: run it again and it changes nothing. Usage: python patch_torchvision_meta.py SITE_PACKAGES
+Idempotent: run it again and it changes nothing.
+Usage: python patch_torchvision_meta.py SITE_PACKAGES
 """
 
 from __future__ import annotations
