@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pivotrl_jax.models import (
     DEFAULT_RULES,
@@ -358,7 +358,10 @@ def _compiled(
     greedy: bool,
     filtered: bool,
 ):
-    """The jitted `decode.generate` for these statics, shared by engines of the same model."""
+    """The jitted `decode.generate` for these statics, shared by engines of the same model.
+
+    Its small [B, M] outputs come back replicated, so every process of a multi-host mesh can
+    read all rows."""
     return jax.jit(
         functools.partial(
             generate,
@@ -370,7 +373,8 @@ def _compiled(
             filtered=filtered,
             mesh=mesh,
             rules=rules,
-        )
+        ),
+        out_shardings=NamedSharding(mesh, PartitionSpec()),
     )
 
 
