@@ -235,7 +235,7 @@ def main() -> None:
     loop_cfg = ModelConfig(**dict(DENSE, num_hidden_layers=layers), dtype=args.dtype)
     if args.quick:
         out["loop_iteration"] = bench_loop(
-            loop_cfg, pivots=2, group=4, prompt_len=64, new_tokens=16
+            loop_cfg, pivots=4, group=4, prompt_len=64, new_tokens=16
         )
     else:
         out["loop_iteration"] = bench_loop(
