@@ -51,6 +51,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         dict(
             steps=20,
             pivots_per_step=8,
+            micro_batches=8,  # P*G rows of up to ~2k tokens: accumulate to bound memory
             group_size=8,
             learning_rate=2e-4,
             beta=0.0,  # k3 KL to pi_0 when > 0
@@ -81,6 +82,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.train.steps = 2
         c.train.pivots_per_step = 2
         c.train.group_size = 2
+        c.train.micro_batches = 1
         c.train.max_new_tokens = 8
         # A near-random pi_0 gives almost no mixed outcomes: keep every candidate.
         c.select.lambda_diff = 1.01

@@ -442,6 +442,7 @@ def run(c, progress: bool = True) -> dict:
                 str(train),
                 f"--config.train.steps={t.steps}",
                 f"--config.train.pivots_per_step={t.pivots_per_step}",
+                f"--config.train.micro_batches={t.micro_batches}",
                 f"--config.rollout.group_size={t.group_size}",
                 f"--config.rollout.max_new_tokens={t.max_new_tokens}",
                 f"--config.optim.learning_rate={t.learning_rate}",
