@@ -7,10 +7,10 @@
 Schedules live in `SCHEDULES`, one pure function of the config per name. The defaults are the
 PivotRL recipe (REFERENCE §1): constant lr 1e-6, Adam (0.9, 0.999), weight decay 0, clip 1.0.
 
->>> tx = make_optimizer(OptimConfig())
->>> float(make_schedule(OptimConfig(schedule="warmup_cosine", warmup_steps=10,
-...                                 decay_steps=110))(5))
-5e-07
+>>> schedule = make_schedule(OptimConfig(learning_rate=1.0, schedule="warmup_cosine",
+...                                        warmup_steps=10, decay_steps=110))
+>>> float(schedule(5)), float(schedule(10)), float(schedule(110))
+(0.5, 1.0, 0.0)
 """
 
 from __future__ import annotations
