@@ -1,6 +1,6 @@
 """Profiling throughput with the in-process JAX engine on a tiny model.
 
-    python benchmarks/pivot_profile.py [--trajectories 40] [--k 8] [--max-new-tokens 32] [--model DIR]
+    python benchmarks/pivot_profile.py [--trajectories 40] [--k 8] [--max-new-tokens 32]
 
 Prints JSON: candidates/s, rollouts/s, generated tokens/s and `non_engine_time_fraction`
 (time outside the engine's generate calls / wall time; target <= 0.10), after one warm-up chunk
