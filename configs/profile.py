@@ -8,25 +8,14 @@
 
 from ml_collections import config_dict
 
+from pivotrl_jax.envs.domains import verifier_config
+from pivotrl_jax.rollout.factory import engine_config
+
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     c.model_dir = config_dict.placeholder(str)  # pi_0 in HF layout (safetensors + tokenizer)
-    c.engine = config_dict.ConfigDict(
-        dict(
-            name="jax",
-            max_batch_size=64,
-            max_context=0,
-            truncation="error",
-            dtype="",
-            urls=(),
-            preset="cpu",
-            python="",
-            extra_args=(),
-            num_servers=1,
-            max_concurrency=32,
-        )
-    )
+    c.engine = engine_config()  # name: jax (in-process) | sglang; see rollout/factory.py
     c.profile = config_dict.ConfigDict(
         dict(
             k=16,  # samples per candidate
@@ -52,10 +41,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.profile.temperature = 0.0
         c.profile.k = 1
     if "envs" in variants:  # the synthetic domains of pivotrl_jax.envs
-        c.verifiers = config_dict.ConfigDict(
-            {
-                "terminal": {"name": "shell", "params": {"sandbox": "terminal"}},
-                "tool_use": {"name": "tool_call", "params": {"threshold": 0.1}},
-            }
-        )
+        c.verifiers = config_dict.ConfigDict(verifier_config())
     return c

@@ -17,6 +17,9 @@ against the rollout logprobs, beta = 0.
 
 from ml_collections import config_dict
 
+from pivotrl_jax.envs.domains import verifier_config
+from pivotrl_jax.rollout.factory import engine_config
+
 VARIANTS = ("tiny", "kl", "swe", "naive", "sft", "envs")
 
 
@@ -86,21 +89,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             master_dtype="float32",
         )
     )
-    c.engine = config_dict.ConfigDict(
-        dict(
-            name="jax",
-            max_batch_size=64,
-            max_context=0,
-            truncation="error",
-            dtype="",
-            urls=(),
-            preset="cpu",
-            python="",
-            extra_args=(),
-            num_servers=1,
-            max_concurrency=32,
-        )
-    )
+    c.engine = engine_config()  # name: jax (in-process) | sglang; see rollout/factory.py
     c.verifiers = config_dict.ConfigDict()  # per domain: {"name": ..., "params": {...}}
     c.verifier_params = config_dict.ConfigDict({"tool_call": {"threshold": 0.1}})
     c.verifier_for_all = ""  # one verifier name for every record (the naive baseline: exact)
@@ -138,12 +127,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.sft.length_buckets = (128, 256, 512, 1024)
         c.sft.steps = 6
     if "envs" in variants:  # the synthetic domains of pivotrl_jax.envs
-        c.verifiers = config_dict.ConfigDict(
-            {
-                "terminal": {"name": "shell", "params": {"sandbox": "terminal"}},
-                "tool_use": {"name": "tool_call", "params": {"threshold": 0.1}},
-            }
-        )
+        c.verifiers = config_dict.ConfigDict(verifier_config())
     if "kl" in variants:
         c.loss.beta = 0.01
         c.loss.kl_estimator = "k3"

@@ -10,7 +10,7 @@ from pathlib import Path
 from absl import flags
 
 from pivotrl_jax import config as config_lib
-from pivotrl_jax.errors import ConfigError, InputError
+from pivotrl_jax.errors import InputError
 
 DEFAULT_CONFIG = "configs/profile.py"
 
@@ -47,24 +47,13 @@ def model_hash(model_dir: str) -> str:
     return h.hexdigest()
 
 
-def verifiers_from_config(cfg):
-    from pivotrl_jax.pivots.profile import DomainVerifiers, VerifierSpec
-
-    specs = {}
-    for domain, spec in config_lib.to_dict(cfg.verifiers).items():
-        if "name" not in spec:
-            raise ConfigError(f"verifiers.{domain} needs a 'name'")
-        specs[domain] = VerifierSpec(spec["name"], dict(spec.get("params", {})))
-    return DomainVerifiers(specs, params_by_name=config_lib.to_dict(cfg.verifier_params))
-
-
 def main(fv: flags.FlagValues) -> int:
     import jax
     from transformers import AutoTokenizer
 
     import pivotrl_jax.envs  # noqa: F401  (registers the domains' verifier sandboxes)
     from pivotrl_jax.data import records as records_io
-    from pivotrl_jax.pivots.profile import ProfileConfig, run_profile
+    from pivotrl_jax.pivots.profile import DomainVerifiers, ProfileConfig, run_profile
     from pivotrl_jax.rollout.factory import EngineSpec, open_engine
     from pivotrl_jax.rollout.text import completion_text
 
@@ -101,7 +90,9 @@ def main(fv: flags.FlagValues) -> int:
             str(out),
             engine,
             decode,
-            verifiers_from_config(cfg),
+            DomainVerifiers.from_mappings(
+                config_lib.to_dict(cfg.verifiers), config_lib.to_dict(cfg.verifier_params)
+            ),
             pcfg,
             process_index=pi,
             process_count=pc,

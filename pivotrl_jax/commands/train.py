@@ -27,14 +27,11 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def scorer_from_config(cfg):
     """The per-domain verifiers of the config (the same lookup as `pivotrl profile`)."""
-    from pivotrl_jax.pivots.profile import DomainVerifiers, VerifierSpec
+    from pivotrl_jax.pivots.profile import DomainVerifiers
 
-    specs = {}
-    for domain, spec in config_lib.to_dict(cfg.verifiers).items():
-        if "name" not in spec:
-            raise ConfigError(f"verifiers.{domain} needs a 'name'")
-        specs[domain] = VerifierSpec(spec["name"], dict(spec.get("params", {})))
-    return DomainVerifiers(specs, params_by_name=config_lib.to_dict(cfg.verifier_params))
+    return DomainVerifiers.from_mappings(
+        config_lib.to_dict(cfg.verifiers), config_lib.to_dict(cfg.verifier_params)
+    )
 
 
 def main(fv: flags.FlagValues) -> int:

@@ -35,3 +35,10 @@ def verifier_spec(domain: str) -> VerifierSpec:
     if spec is None:
         raise KeyError(f"domain {domain!r} has no verifier (it is not agentic)")
     return spec
+
+
+def verifier_config(domains: tuple[str, ...] = ("terminal", "tool_use")) -> dict[str, dict]:
+    """`{domain: {"name", "params"}}` for a command config's `verifiers` section."""
+    return {
+        d: {"name": verifier_spec(d).name, "params": dict(verifier_spec(d).params)} for d in domains
+    }

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from pivotrl_jax.errors import ConfigError
 from pivotrl_jax.pivots.stats import reward_stats, stable_seed
 from pivotrl_jax.rewards.base import VerifyState, build_verifier, parse_action
 from pivotrl_jax.rewards.runner import VerifierStats, run_verifier
@@ -79,6 +80,18 @@ class DomainVerifiers:
         self.params_by_name = {k: dict(v) for k, v in (params_by_name or {}).items()}
         self._built: dict[tuple, Any] = {}
         self.stats = VerifierStats()
+
+    @classmethod
+    def from_mappings(
+        cls, verifiers: Mapping[str, Mapping[str, Any]], params_by_name: Mapping[str, Any]
+    ) -> DomainVerifiers:
+        """From config sections: `{domain: {"name", "params"}}` and `{verifier name: params}`."""
+        specs = {}
+        for domain, spec in verifiers.items():
+            if "name" not in spec:
+                raise ConfigError(f"verifiers.{domain} needs a 'name'")
+            specs[domain] = VerifierSpec(spec["name"], dict(spec.get("params", {})))
+        return cls(specs, params_by_name=params_by_name)
 
     def spec(self, candidate: Mapping[str, Any]) -> VerifierSpec:
         domain = candidate.get("domain") or ""

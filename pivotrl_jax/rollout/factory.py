@@ -96,6 +96,13 @@ def _sglang(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]
         yield engine
 
 
+def engine_config():
+    """The `engine` section of a command config, with EngineSpec's defaults."""
+    from ml_collections import config_dict
+
+    return config_dict.ConfigDict(dataclasses.asdict(EngineSpec()))
+
+
 def default_sglang_python() -> str:
     """The project's CPU SGLang environment (`make sglang-env`) if built, else `python`."""
     from pathlib import Path
