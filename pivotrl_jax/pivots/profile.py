@@ -14,13 +14,20 @@ with output equal, record for record, to an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from pivotrl_jax import atomic
+from pivotrl_jax.data import records as records_io
 from pivotrl_jax.errors import ConfigError
+from pivotrl_jax.pivots.journal import Journal
 from pivotrl_jax.pivots.stats import reward_stats, stable_seed
 from pivotrl_jax.rewards.base import VerifyState, build_verifier, parse_action
 from pivotrl_jax.rewards.runner import VerifierStats, run_verifier
@@ -204,20 +211,10 @@ def run_profile(
     (written last: its presence marks the slice complete). `journal-pIIIII-of-NNNNN.jsonl` holds
     finished chunks while the job runs and is removed at the end.
     """
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from pivotrl_jax import atomic
-    from pivotrl_jax.data import records as records_io
-    from pivotrl_jax.pivots.journal import Journal
-
     out = Path(out_dir)
     tag = f"p{process_index:05d}-of-{process_count:05d}"
     summary_path = out / summary_name(process_index, process_count)
     if summary_path.exists():
-        import json
-
         return json.loads(summary_path.read_text())
     mine = process_slice(candidates, process_index, process_count)
     missing = [c["id"] for c in mine if not c.get("prompt_ids")]
@@ -287,11 +284,6 @@ def run_profile(
 def read_profiled(out_dir: str) -> list[dict]:
     """All profiled records of every process in `out_dir`, ordered by candidate id; checks that
     every process that started has finished."""
-    import re
-    from pathlib import Path
-
-    from pivotrl_jax.data import records as records_io
-
     out = Path(out_dir)
     tags = sorted(
         {

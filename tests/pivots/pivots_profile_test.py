@@ -79,11 +79,6 @@ def profile_argv(workdir, out, *extra):
     ]
 
 
-def strip_timing(rec):
-    rec = json.loads(json.dumps(rec))
-    return rec
-
-
 @pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(workdir):
     ref_dir = workdir / "ref"
