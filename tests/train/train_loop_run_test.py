@@ -94,37 +94,21 @@ def overrides(assets: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tmp_path):
-    import jax
-    import ml_collections  # noqa: F401
+def in_process_parts(cfg):
+    """The loop's parts wired in this process: pi_0 params, grain pivots, the JAX engine."""
     from transformers import AutoTokenizer
 
-    from pivotrl_jax import config as config_lib
     from pivotrl_jax.commands.train import scorer_from_config
     from pivotrl_jax.data import loader
     from pivotrl_jax.models.sharding import single_device_mesh
     from pivotrl_jax.rollout.jax_engine import JaxEngine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
-    from pivotrl_jax.train.metrics import read_metrics
 
-    exec(VERIFIER, {})
-    cfg = config_lib.load_config(
-        "configs/train.py:tiny,kl",
-        [
-            f"model_dir={assets / 'model'}",
-            f"pivots={assets / 'pivots'}",
-            "log.progress=False",
-            "train.steps=4",
-            "train.micro_batches=2",
-            "train.reference_dtype=bfloat16",
-        ],
-    )
     g = loop.grpo_config(cfg)
     mesh = single_device_mesh()
     tok = AutoTokenizer.from_pretrained(g.model_dir)
     params, model_cfg = loop.initial_params(g.model_dir, mesh, {})
-    pi0 = jax.device_get(params)
     data = iter(
         loader.dataset_from_dir(
             g.pivots,
@@ -148,6 +132,31 @@ def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tm
         params,
         model_cfg,
     )
+    return parts, params
+
+
+def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tmp_path):
+    import jax
+    import ml_collections  # noqa: F401
+
+    from pivotrl_jax import config as config_lib
+    from pivotrl_jax.train import loop
+    from pivotrl_jax.train.metrics import read_metrics
+
+    exec(VERIFIER, {})
+    cfg = config_lib.load_config(
+        "configs/train.py:tiny,kl",
+        [
+            f"model_dir={assets / 'model'}",
+            f"pivots={assets / 'pivots'}",
+            "log.progress=False",
+            "train.steps=4",
+            "train.micro_batches=2",
+            "train.reference_dtype=bfloat16",
+        ],
+    )
+    parts, params = in_process_parts(cfg)
+    pi0 = jax.device_get(params)
     summary = loop.run(parts, tmp_path)
     assert summary["optimizer_steps"] == 4 and summary["weight_version"] == 4
     rows = read_metrics(tmp_path)
@@ -196,14 +205,8 @@ def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tm
 
 
 def test_reprofiling_excludes_pivots_that_lost_their_signal(assets, tmp_path):
-    from transformers import AutoTokenizer
 
     from pivotrl_jax import config as config_lib
-    from pivotrl_jax.commands.train import scorer_from_config
-    from pivotrl_jax.data import loader
-    from pivotrl_jax.models.sharding import single_device_mesh
-    from pivotrl_jax.rollout.jax_engine import JaxEngine
-    from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
     from pivotrl_jax.train.metrics import read_metrics
 
@@ -222,33 +225,7 @@ def test_reprofiling_excludes_pivots_that_lost_their_signal(assets, tmp_path):
             "reprofile.lambda_diff=1.01",
         ],
     )
-    g = loop.grpo_config(cfg)
-    mesh = single_device_mesh()
-    tok = AutoTokenizer.from_pretrained(g.model_dir)
-    params, model_cfg = loop.initial_params(g.model_dir, mesh, {})
-    data = iter(
-        loader.dataset_from_dir(
-            g.pivots,
-            loader.LoaderConfig(
-                batch_size=g.pivots_per_step,
-                max_prompt_len=g.max_prompt_len,
-                pad_id=tok.pad_token_id,
-            ),
-            prefix=g.pivots_prefix,
-        )
-    )
-    engine = JaxEngine.from_pretrained(g.model_dir, mesh=mesh)
-    parts = loop.build_parts(
-        g,
-        mesh,
-        engine,
-        lambda ids: completion_text(tok, ids),
-        (tok.eos_token_id,),
-        scorer_from_config(cfg),
-        data,
-        params,
-        model_cfg,
-    )
+    parts, _ = in_process_parts(cfg)
     assert parts.reference is None  # beta = 0 and no KL metric: no reference is built
     loop.run(parts, tmp_path)
     rows = read_metrics(tmp_path)
