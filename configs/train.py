@@ -8,6 +8,8 @@
     pivotrl train --config=configs/train.py:naive --config.pivots=runs/candidates ...
         # the paper's "naive local RL": random candidates, exact-match reward
     pivotrl sft --config=configs/train.py:sft --config.trajectories=runs/candidates ...
+    pivotrl train --config=configs/train.py:envs,episodes --config.model_dir=runs/base ...
+        # end-to-end multi-turn RL: whole episodes, outcome reward (no pivots)
 
 Variants combine with commas (`tiny,kl`). Defaults are the public recipe (REFERENCE §1): G=16,
 64 pivots x 16 samples = one optimizer step per rollout batch, lr 1e-6 constant, Adam
@@ -20,7 +22,7 @@ from ml_collections import config_dict
 from pivotrl_jax.envs.domains import verifier_config
 from pivotrl_jax.rollout.factory import engine_config
 
-VARIANTS = ("tiny", "kl", "swe", "naive", "sft", "envs")
+VARIANTS = ("tiny", "kl", "swe", "naive", "sft", "envs", "episodes")
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -103,6 +105,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.reprofile = config_dict.ConfigDict(
         dict(enabled=False, std_below=0.05, patience=5, lambda_diff=0.6)
     )
+    # End-to-end multi-turn RL (the baseline): whole episodes of these domains' training tasks
+    # with outcome reward, train.pivots_per_step tasks x rollout.group_size episodes per batch.
+    c.episodes = config_dict.ConfigDict(dict(domains=(), tasks_per_domain=256, max_turns=8))
     c.sft = config_dict.ConfigDict(
         dict(
             prefix="candidates",  # record shard prefix in `trajectories`
@@ -128,6 +133,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.sft.steps = 6
     if "envs" in variants:  # the synthetic domains of pivotrl_jax.envs
         c.verifiers = config_dict.ConfigDict(verifier_config())
+    if "episodes" in variants:  # end-to-end RL on the synthetic agentic domains
+        c.episodes.domains = ("terminal", "tool_use")
     if "kl" in variants:
         c.loss.beta = 0.01
         c.loss.kl_estimator = "k3"

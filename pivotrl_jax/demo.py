@@ -110,6 +110,7 @@ def _corrupt(rows: list[dict], noisy_kinds: set[str], rate: float, rng: random.R
 
 def make_data(c, out: Path) -> dict:
     """pretrain.jsonl (pi_0's mix), sft.jsonl (PivotRL's trajectories), tokenizer.txt."""
+    from pivotrl_jax.data.tokenizer import template_phrases
     from pivotrl_jax.envs import generate_sft
 
     rng = random.Random(c.seed)
@@ -142,7 +143,11 @@ def make_data(c, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_jsonl(out / "pretrain.jsonl", pretrain)
     atomic.write_jsonl(out / "sft.jsonl", sft)
-    texts = [json.dumps(r["messages"]) + json.dumps(r.get("tools") or []) for r in pretrain[:400]]
+    preamble = " ".join(template_phrases())
+    texts = [
+        preamble + json.dumps(r["messages"]) + json.dumps(r.get("tools") or [])
+        for r in pretrain[:400]
+    ]
     atomic.write_text(out / "tokenizer.txt", "\n".join(t.replace("\n", " ") for t in texts))
     report = {
         "pretrain_trajectories": len(pretrain),

@@ -45,7 +45,8 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.train import loop
 
     cfg = fv.config
-    config_lib.require(cfg, "model_dir", "pivots")
+    episodes = bool(tuple(cfg.episodes.domains))
+    config_lib.require(cfg, "model_dir", *(() if episodes else ("pivots",)))
     try:
         gcfg = loop.grpo_config(cfg)
     except (ValueError, KeyError, TypeError) as e:
@@ -57,19 +58,20 @@ def main(fv: flags.FlagValues) -> int:
     mesh = config_lib.mesh_from_config(gcfg.mesh_shape, MESH_AXES)
     tokenizer = AutoTokenizer.from_pretrained(gcfg.model_dir)
     stop_ids = (tokenizer.eos_token_id,)
-    try:
-        data = loader.dataset_from_dir(
-            gcfg.pivots,
-            loader.LoaderConfig(
-                batch_size=gcfg.pivots_per_step,
-                max_prompt_len=gcfg.max_prompt_len,
-                pad_id=tokenizer.pad_token_id,
-                seed=gcfg.seed,
-            ),
-            prefix=gcfg.pivots_prefix,
-        )
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read pivots: {e}", path=gcfg.pivots) from None
+    if episodes:
+        from pivotrl_jax.train.episodic import TaskStream
+
+        try:
+            data = TaskStream(
+                gcfg.episode_domains,
+                gcfg.episode_tasks_per_domain,
+                gcfg.seed,
+                gcfg.pivots_per_step,
+            )
+        except KeyError as e:
+            raise ConfigError(f"episodes.domains: {e}") from None
+    else:
+        data = load_pivots(loader, gcfg, tokenizer)
     params, model_config = loop.initial_params(gcfg.model_dir, mesh, gcfg.model_overrides)
 
     def decode(ids):
@@ -83,11 +85,34 @@ def main(fv: flags.FlagValues) -> int:
             decode,
             stop_ids,
             scorer_from_config(cfg),
-            iter(data),
+            data if episodes else iter(data),
             params,
             model_config,
         )
+        parts.tokenizer = tokenizer
         del params
-        summary = loop.run(parts, out)
+        step_fn = None
+        if episodes:
+            from pivotrl_jax.train import episodic
+
+            step_fn = episodic.iteration
+        summary = loop.run(parts, out, step_fn)
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
     return 0
+
+
+def load_pivots(loader, gcfg, tokenizer):
+    """The pivot records as a grain dataset (`gcfg.pivots`, shard prefix `pivots_prefix`)."""
+    try:
+        return loader.dataset_from_dir(
+            gcfg.pivots,
+            loader.LoaderConfig(
+                batch_size=gcfg.pivots_per_step,
+                max_prompt_len=gcfg.max_prompt_len,
+                pad_id=tokenizer.pad_token_id,
+                seed=gcfg.seed,
+            ),
+            prefix=gcfg.pivots_prefix,
+        )
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read pivots: {e}", path=gcfg.pivots) from None

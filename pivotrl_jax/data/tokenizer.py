@@ -13,6 +13,7 @@ tool calls, tool responses and reasoning the way Qwen3's does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def shipped_corpus() -> list[str]:
 
 def chat_template() -> str:
     return CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
+
+
+def template_phrases() -> list[str]:
+    """The fixed text the chat template inserts (its quoted literals, escapes decoded).
+
+    Adding these to a small vocabulary's training text lets it encode the tool preamble of
+    every system turn in a few tokens instead of letter by letter.
+    """
+    literals = re.findall(r"'((?:[^'\\\n]|\\.)+)'", chat_template())
+    out = []
+    for lit in literals:
+        text = lit.replace("\\n", "\n").replace("\\'", "'")
+        if len(text.strip()) > 3 and not text.startswith("<|"):
+            out.append(text)
+    return out
 
 
 def _bpe(vocab_size: int) -> Tokenizer:

@@ -26,7 +26,10 @@ def run_episodes(
     max_turns: int = 16,
     progress: bool = False,
     desc: str = "episodes",
+    on_call: Callable[[list[int]], None] | None = None,
 ) -> list[EpisodeResult]:
+    """Runs every task's episode to its end or `max_turns`; `on_call(live)` is told, before each
+    policy call, which episodes (indices into `tasks`) the call's histories belong to."""
     envs = [DOMAINS.get(t.domain).make_env(t) for t in tasks]
     messages = [env.initial_messages() for env in envs]
     turns = [0] * len(tasks)
@@ -36,6 +39,8 @@ def run_episodes(
         live = [i for i in range(len(tasks)) if not done[i] and turns[i] < max_turns]
         if not live:
             break
+        if on_call is not None:
+            on_call(live)
         completions = policy([list(messages[i]) for i in live], [envs[i].tools for i in live])
         for i, completion in zip(live, completions, strict=True):
             message, _ = to_message(completion, turns[i])

@@ -84,7 +84,7 @@ class RolloutConfig:
 @dataclasses.dataclass(frozen=True)
 class GrpoConfig:
     model_dir: str
-    pivots: str
+    pivots: str | None
     pivots_prefix: str = "pivots-train"
     seed: int = 0
     mesh_shape: tuple[int, ...] = (1, -1, 1, 1)
@@ -116,6 +116,11 @@ class GrpoConfig:
     reprofile_std_below: float = 0.05
     reprofile_patience: int = 5
     reprofile_lambda_diff: float = 0.6
+    # End-to-end RL (train.episodic) instead of pivots: episodes of these domains' training
+    # tasks; pivots_per_step is then the number of tasks per iteration.
+    episode_domains: tuple[str, ...] = ()
+    episode_tasks_per_domain: int = 256
+    episode_max_turns: int = 8
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -189,6 +194,9 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         reprofile_std_below=cfg.reprofile.std_below,
         reprofile_patience=cfg.reprofile.patience,
         reprofile_lambda_diff=cfg.reprofile.lambda_diff,
+        episode_domains=tuple(cfg.episodes.domains),
+        episode_tasks_per_domain=cfg.episodes.tasks_per_domain,
+        episode_max_turns=cfg.episodes.max_turns,
         rollout=RolloutConfig(**cfg.rollout.to_dict()),
         loss=LossConfig(**loss),
         optim=OptimConfig(**cfg.optim.to_dict()),
@@ -320,6 +328,7 @@ class Parts:
     data: Any  # grain iterator of pivot batches
     schedule: Callable
     progress: Progress = dataclasses.field(default_factory=lambda: Progress())
+    tokenizer: Any = None  # renders chat histories (end-to-end episodes)
 
 
 def build_parts(
@@ -424,6 +433,22 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     seqs = group_sequences(prompts, groups, adv.reshape(rewards.shape), keep)
     out["rollout/tokens"] = float(lengths.sum())
     out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
+    out["rollout/turns"] = float(lengths.size)
+    return update_on(parts, seqs, it, workdir, timer, out, max_rows=cfg.pivots_per_step * G)
+
+
+def update_on(
+    parts: Parts,
+    seqs: list[Seq],
+    it: int,
+    workdir: Path,
+    timer: metrics_lib.StepTimer,
+    out: dict[str, float],
+    max_rows: int,
+) -> tuple[dict[str, float], bool]:
+    """Trainer sequences (advantages set) -> TrainBatch of at most `max_rows` rows -> old and
+    reference logprobs -> update step(s) -> weight sync; metrics added to `out`."""
+    cfg = parts.cfg
     if not seqs:  # every group had equal rewards: nothing to learn from this batch
         out["update/empty_batch"] = 1.0
         out.update(timer.split())
@@ -434,7 +459,7 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
             seqs,
             length_buckets=cfg.buckets(),
             row_multiple=cfg.step.micro_batches * _data_parallel(parts.policy),
-            max_rows=cfg.pivots_per_step * G,
+            max_rows=max_rows,
             pack=cfg.pack,
         )
         batch: TrainBatch = place_batch(host, parts.policy)
@@ -505,8 +530,17 @@ def reprofile_recent(parts: Parts, it: int) -> dict[str, float]:
     }
 
 
-def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Train from the latest checkpoint in `out_dir` (or from scratch) to `cfg.steps`."""
+IterationFn = Callable[[Parts, int, Path], tuple[dict[str, float], bool]]
+
+
+def run(
+    parts: Parts, out_dir: str | os.PathLike, step_fn: IterationFn | None = None
+) -> dict[str, Any]:
+    """Train from the latest checkpoint in `out_dir` (or from scratch) to `cfg.steps`.
+
+    `step_fn` runs one iteration: `iteration` (turn-level GRPO on pivots, the default) or
+    `train.episodic.iteration` (whole episodes in an environment, outcome reward)."""
+    step_fn = step_fn or iteration
     from tqdm import tqdm
 
     cfg = parts.cfg
@@ -536,7 +570,7 @@ def run(parts: Parts, out_dir: str | os.PathLike) -> dict[str, Any]:
     last = {}
     try:
         for it in bar:
-            last, updated = iteration(parts, it, workdir)
+            last, updated = step_fn(parts, it, workdir)
             if updated:
                 version = it + 1
             last["weight_version"] = float(version)

@@ -1,0 +1,183 @@
+"""End-to-end multi-turn RL: whole episodes in the environment, outcome reward, the same GRPO.
+
+The baseline PivotRL is measured against. Per iteration:
+
+    P training tasks ─> G episodes each, run in lockstep with the current weights (one engine
+    call per turn for every live episode) ─> outcome reward r = 1[task solved] per episode ─>
+    group advantages over the G episodes of a task (zero-variance groups dropped, counted) ─>
+    every assistant turn of an episode becomes a trainer sequence (prompt = the rendered history
+    before the turn, response = the sampled tokens) carrying its episode's advantage ─> the
+    same old / reference logprobs, update step and weight sync as turn-level GRPO
+    (`loop.update_on`).
+
+Rollout cost is counted in assistant turns (`rollout/turns`), the unit the paper compares:
+one PivotRL sample is one turn; one episode here is as many turns as it lasts.
+
+Tasks come from `TaskStream`: the training sessions `envs.generate_tasks(domain, n, seed,
+"train")`, the same sessions `envs.generate_sft(domain, n, seed)` turns into SFT trajectories,
+cycled in a seeded order. Its state (a position) is saved in the checkpoint, so a resumed run
+draws the same tasks and, with seeds from (seed, iteration), the same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from pivotrl_jax.eval.episodes import run_episodes
+from pivotrl_jax.pivots.stats import stable_seed
+from pivotrl_jax.rollout.base import Completion, SamplingParams
+from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
+from pivotrl_jax.train import metrics as metrics_lib
+from pivotrl_jax.train.advantages import flat_advantages, zero_variance_groups
+from pivotrl_jax.train.batching import Sequence as Seq
+from pivotrl_jax.train.loop import Parts, update_on
+
+
+class TaskStream:
+    """An endless, seeded stream of training tasks in batches of `batch_size`.
+
+    The pool is `generate_tasks(domain, per_domain, seed, "train")` for each domain; each pass
+    over it is shuffled by (seed, pass). `get_state` / `set_state` make it resumable like a
+    grain iterator (the training loop checkpoints it).
+    """
+
+    def __init__(self, domains: Sequence[str], per_domain: int, seed: int, batch_size: int):
+        from pivotrl_jax.envs import generate_tasks
+
+        if not domains:
+            raise ValueError("TaskStream needs at least one domain")
+        if per_domain < 1 or batch_size < 1:
+            raise ValueError("per_domain and batch_size must be >= 1")
+        self.pool = [t for d in domains for t in generate_tasks(d, per_domain, seed, "train")]
+        self.seed = seed
+        self.batch_size = batch_size
+        self.position = 0
+
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.pool)))
+        random.Random(f"tasks/{self.seed}/{epoch}").shuffle(order)
+        return order
+
+    def __iter__(self) -> TaskStream:
+        return self
+
+    def __next__(self) -> list[Any]:
+        n = len(self.pool)
+        out = []
+        for k in range(self.position, self.position + self.batch_size):
+            out.append(self.pool[self._order(k // n)[k % n]])
+        self.position += self.batch_size
+        return out
+
+    def get_state(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self.position = int(state["position"])
+
+
+@dataclasses.dataclass
+class _Recorder:
+    """A batch policy over the engine that keeps every turn's prompt ids and sampled tokens."""
+
+    engine: Any
+    tokenizer: Any
+    params: SamplingParams
+    turns: list[list[tuple[list[int], Completion]]]  # per episode, in order
+    live: list[int] = dataclasses.field(default_factory=list)
+    calls: int = 0
+
+    def set_live(self, live: list[int]) -> None:
+        self.live = live
+
+    def __call__(self, histories, tools) -> list[str]:
+        prompts = [chat_prompt_ids(self.tokenizer, h, t) for h, t in zip(histories, tools)]
+        params = dataclasses.replace(self.params, seed=(self.params.seed or 0) + 7919 * self.calls)
+        self.calls += 1
+        groups = self.engine.generate(prompts, params, 1)
+        out = []
+        for i, prompt, (comp,) in zip(self.live, prompts, groups, strict=True):
+            self.turns[i].append((prompt, comp))
+            out.append(completion_text(self.tokenizer, comp.token_ids, self.params.stop_token_ids))
+        return out
+
+
+def episode_sequences(
+    turns: Sequence[Sequence[tuple[list[int], Completion]]],  # per episode
+    advantages: np.ndarray,  # [E] one per episode
+    keep: np.ndarray,  # [E] bool
+    max_len: int,
+) -> tuple[list[Seq], int]:
+    """Every kept episode's assistant turns as trainer sequences with the episode's advantage.
+
+    Turns whose prompt + response exceed `max_len` are left out (counted in the second value).
+    """
+    out, dropped = [], 0
+    for e in np.flatnonzero(keep):
+        for prompt, comp in turns[e]:
+            if not comp.token_ids:
+                continue
+            if len(prompt) + len(comp.token_ids) > max_len:
+                dropped += 1
+                continue
+            out.append(Seq(tuple(prompt), comp.token_ids, comp.logprobs, float(advantages[e])))
+    return out, dropped
+
+
+def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], bool]:
+    """One batch of P tasks x G episodes and its update (see the module docstring)."""
+    cfg, timer = parts.cfg, metrics_lib.StepTimer()
+    G = cfg.rollout.group_size
+    with timer("data"):
+        tasks = next(parts.data)
+    with timer("rollout"):
+        r = cfg.rollout
+        params = SamplingParams(
+            temperature=r.temperature,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            max_new_tokens=r.max_new_tokens,
+            stop_token_ids=parts.stop_ids,
+            seed=stable_seed(cfg.seed, "episodes", it),
+        )
+        episodes = [t for t in tasks for _ in range(G)]  # [P * G], task-major
+        recorder = _Recorder(parts.engine, parts.tokenizer, params, [[] for _ in episodes])
+        results = run_episodes(
+            episodes, recorder, max_turns=cfg.episode_max_turns, on_call=recorder.set_live
+        )
+    rewards = np.asarray([float(res.success) for res in results], np.float32).reshape(-1, G)
+    nonzero = np.asarray(zero_variance_groups(jnp.asarray(rewards))[0])  # [P]
+    keep = nonzero if cfg.drop_zero_variance else np.ones(len(tasks), bool)
+    adv = np.asarray(
+        flat_advantages(
+            cfg.advantage,
+            jnp.asarray(rewards.reshape(-1)),
+            G,
+            eps=cfg.advantage_eps,
+            ddof=cfg.advantage_ddof,
+        )
+    )
+    turn_counts = np.asarray([len(t) for t in recorder.turns]).reshape(rewards.shape)
+    lengths = np.asarray([sum(len(c.token_ids) for _, c in t) for t in recorder.turns])
+    truncated = np.asarray(
+        [any(c.finish_reason == "length" for _, c in t) for t in recorder.turns]
+    ).reshape(rewards.shape)
+    out = metrics_lib.rollout_metrics(
+        rewards, nonzero, lengths.reshape(rewards.shape), truncated, np.zeros(rewards.shape, bool)
+    )
+    max_len = max(cfg.buckets())
+    seqs, too_long = episode_sequences(recorder.turns, adv, np.repeat(keep, G), max_len)
+    out["rollout/turns"] = float(turn_counts.sum())
+    out["rollout/episode_turns_mean"] = float(turn_counts.mean())
+    out["rollout/tokens"] = float(lengths.sum())
+    out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
+    out["update/turns_over_max_len"] = float(too_long)
+    max_rows = len(tasks) * G * cfg.episode_max_turns
+    return update_on(parts, seqs, it, workdir, timer, out, max_rows=max_rows)
