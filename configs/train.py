@@ -107,7 +107,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     )
     # End-to-end multi-turn RL (the baseline): whole episodes of these domains' training tasks
     # with outcome reward, train.pivots_per_step tasks x rollout.group_size episodes per batch.
-    c.episodes = config_dict.ConfigDict(dict(domains=(), tasks_per_domain=256, max_turns=8))
+    # tasks_seed picks the pool's sessions (-1: the run seed); the same (tasks_per_domain,
+    # tasks_seed) as envs.generate_sft gives the sessions of those SFT trajectories.
+    c.episodes = config_dict.ConfigDict(
+        dict(domains=(), tasks_per_domain=256, tasks_seed=-1, max_turns=8)
+    )
     c.sft = config_dict.ConfigDict(
         dict(
             prefix="candidates",  # record shard prefix in `trajectories`

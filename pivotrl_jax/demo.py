@@ -8,6 +8,7 @@ is redone with the stages after it. See configs/demo.py for the stages and knobs
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -193,51 +194,76 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def evaluate_model(model_dir: str | Path, domains: Sequence[str], e, progress: bool = True) -> dict:
-    """In-domain episode success per domain and out-of-domain accuracy of one model folder."""
+def open_eval_engine(model_dir: str | Path):
+    """(engine, tokenizer) for `evaluate`: the in-process JAX engine on `model_dir`'s weights;
+    `engine.update_weights(folder, version)` swaps in another model of the same shape."""
     from transformers import AutoTokenizer
 
-    from pivotrl_jax.envs import generate_tasks
-    from pivotrl_jax.eval.episodes import run_episodes
-    from pivotrl_jax.eval.policy import EnginePolicy
-    from pivotrl_jax.rollout.base import SamplingParams
     from pivotrl_jax.rollout.jax_engine import JaxEngine, JaxEngineOptions
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     engine = JaxEngine.from_pretrained(
         model_dir, options=JaxEngineOptions(max_batch_size=64, truncation="left")
     )
+    return engine, tok
+
+
+def evaluate(
+    engine,
+    tok,
+    domains: Sequence[str],
+    e,
+    episodes: int,
+    ood_questions: int,
+    progress: bool = True,
+) -> dict:
+    """In-domain episode success per domain and out-of-domain accuracy with the engine's
+    current weights; `e` holds temperature, max_new_tokens, max_turns and seed."""
+    from pivotrl_jax.envs import generate_tasks
+    from pivotrl_jax.eval.episodes import run_episodes
+    from pivotrl_jax.eval.policy import EnginePolicy
+    from pivotrl_jax.rollout.base import SamplingParams
+
     params = SamplingParams(
         temperature=e.temperature,
         max_new_tokens=e.max_new_tokens,
         stop_token_ids=(tok.eos_token_id,),
         seed=e.seed,
     )
-    out: dict[str, Any] = {"model_dir": str(model_dir)}
+    out: dict[str, Any] = {}
+    for domain, n, turns in [
+        *((d, episodes, e.max_turns) for d in domains),
+        ("ood", ood_questions, 1),
+    ]:
+        if n <= 0:
+            continue
+        policy = EnginePolicy(engine, tok, params)
+        tasks = generate_tasks(domain, n, seed=e.seed, split="eval")
+        t0 = time.perf_counter()
+        results = run_episodes(
+            tasks, policy, max_turns=turns, progress=progress, desc=f"eval {domain}"
+        )
+        wins = sum(r.success for r in results)
+        lo, hi = wilson_interval(wins, len(results))
+        out[domain] = {
+            "success": wins / len(results),
+            "n": len(results),
+            "ci95": [lo, hi],
+            "mean_turns": sum(r.turns for r in results) / len(results),
+            "generated_tokens": policy.generated_tokens,
+            "seconds": time.perf_counter() - t0,
+        }
+    return out
+
+
+def evaluate_model(model_dir: str | Path, domains: Sequence[str], e, progress: bool = True) -> dict:
+    """`evaluate` on one model folder with `e.episodes_per_domain` and `e.ood_questions`."""
+    engine, tok = open_eval_engine(model_dir)
     try:
-        for domain, n, turns in [
-            *((d, e.episodes_per_domain, e.max_turns) for d in domains),
-            ("ood", e.ood_questions, 1),
-        ]:
-            policy = EnginePolicy(engine, tok, params)
-            tasks = generate_tasks(domain, n, seed=e.seed, split="eval")
-            t0 = time.perf_counter()
-            results = run_episodes(
-                tasks, policy, max_turns=turns, progress=progress, desc=f"eval {domain}"
-            )
-            wins = sum(r.success for r in results)
-            lo, hi = wilson_interval(wins, len(results))
-            out[domain] = {
-                "success": wins / len(results),
-                "n": len(results),
-                "ci95": [lo, hi],
-                "mean_turns": sum(r.turns for r in results) / len(results),
-                "generated_tokens": policy.generated_tokens,
-                "seconds": time.perf_counter() - t0,
-            }
+        out = evaluate(engine, tok, domains, e, e.episodes_per_domain, e.ood_questions, progress)
     finally:
         engine.close()
-    return out
+    return {"model_dir": str(model_dir), **out}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +334,159 @@ def format_table(report: dict, domains: Sequence[str]) -> str:
 # The pipeline.
 
 
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """The work folder's layout."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        if name in ("data", "base", "candidates", "profiled", "pivots", "train", "final", "eval"):
+            return self.root / name
+        raise AttributeError(name)
+
+
+def domain_verifiers(domains: Sequence[str]) -> str:
+    """`extract`'s domain=verifier list for the synthetic domains."""
+    names = {"terminal": "shell", "tool_use": "tool_call"}
+    return ",".join(f"{d}={names[d]}" for d in domains if d in names)
+
+
+def build_base(c, p: Paths, progress: bool) -> None:
+    """Tokenizer + tiny model (init-model), whole-trajectory pretraining (sft), HF export."""
+    b = c.base
+    run_cli(
+        [
+            "init-model",
+            f"--config=configs/model.py:{b.model_variant}",
+            f"--config.model.num_hidden_layers={b.num_hidden_layers}",
+            f"--config.tokenizer.vocab_size={b.vocab_size}",
+            f"--config.tokenizer.extra_text_files=('{p.data / 'tokenizer.txt'}',)",
+            f"--config.seed={c.seed}",
+            "--output",
+            str(p.base / "init"),
+        ]
+    )
+    write_trajectory_records(
+        p.base / "init", p.data / "pretrain.jsonl", p.base / "traj", max(b.length_buckets)
+    )
+    run_cli(
+        [
+            "sft",
+            "--config=configs/train.py:sft",
+            f"--config.model_dir={p.base / 'init'}",
+            f"--config.trajectories={p.base / 'traj'}",
+            "--config.sft.prefix=trajectories",
+            "--config.train.pack=True",
+            "--output",
+            str(p.base / "sft"),
+            f"--config.sft.steps={b.steps}",
+            f"--config.sft.batch_size={b.batch_size}",
+            f"--config.sft.length_buckets={tuple(b.length_buckets)}",
+            f"--config.optim.learning_rate={b.learning_rate}",
+            "--config.optim.schedule=warmup_cosine",
+            f"--config.optim.warmup_steps={b.warmup_steps}",
+            f"--config.optim.decay_steps={b.steps}",
+            f"--config.seed={c.seed}",
+            "--config.checkpoint.every=50",
+            *([] if progress else ["--config.log.progress=False"]),
+        ]
+    )
+    run_cli(["export", "--run", str(p.base / "sft"), "--output", str(p.base / "model")])
+
+
+def extract(c, p: Paths, out: Path, verifiers: str) -> None:
+    run_cli(
+        [
+            "extract",
+            "--input",
+            str(p.data / "sft.jsonl"),
+            "--output",
+            str(out),
+            "--tokenizer",
+            str(p.base / "model"),
+            f"--config.verifiers={verifiers}",
+            f"--config.max_prompt_tokens={max(c.base.length_buckets) - c.profile.max_new_tokens}",
+        ]
+    )
+
+
+def profile(c, p: Paths, candidates: Path, out: Path, variant: str, progress: bool) -> None:
+    """K samples per candidate from pi_0; `variant` "envs" scores with the domains' functional
+    verifiers, "" with the verifier each candidate names (set at extraction)."""
+    pr = c.profile
+    run_cli(
+        [
+            "profile",
+            f"--config=configs/profile.py{':' + variant if variant else ''}",
+            "--candidates",
+            str(candidates),
+            "--output",
+            str(out),
+            f"--config.model_dir={p.base / 'model'}",
+            f"--config.profile.k={pr.k}",
+            f"--config.profile.temperature={pr.temperature}",
+            f"--config.profile.max_new_tokens={pr.max_new_tokens}",
+            f"--config.profile.candidates_per_call={pr.candidates_per_call}",
+            f"--config.profile.seed={c.seed}",
+            *([] if progress else ["--noprogress"]),
+        ]
+    )
+
+
+def select(profiled: Path, out: Path, lambda_diff: float, budget: int, min_variance: float):
+    run_cli(
+        [
+            "select",
+            "--profiled",
+            str(profiled),
+            "--output",
+            str(out),
+            f"--config.select.lambda_diff={lambda_diff}",
+            f"--config.select.budget={budget}",
+            f"--config.select.min_variance={min_variance}",
+        ]
+    )
+    return json.loads((out / "select_report.json").read_text())
+
+
+def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
+    """Stages data, base, extract, profile and select; returns the selection report."""
+    st.run(
+        "data",
+        {"seed": c.seed, "domains": c.domains, **config_lib.to_dict(c.data)},
+        [p.data],
+        lambda: make_data(c, p.data),
+    )
+    st.run("base", config_lib.to_dict(c.base), [p.base], lambda: build_base(c, p, progress))
+    st.run(
+        "extract",
+        {"max_prompt": max(c.base.length_buckets)},
+        [p.candidates],
+        lambda: extract(c, p, p.candidates, domain_verifiers(c.domains)),
+    )
+    st.run(
+        "profile",
+        config_lib.to_dict(c.profile),
+        [p.profiled],
+        lambda: profile(c, p, p.candidates, p.profiled, "envs", progress),
+    )
+    sl = c.select
+    st.run(
+        "select",
+        config_lib.to_dict(sl),
+        [p.pivots],
+        lambda: select(p.profiled, p.pivots, sl.lambda_diff, sl.budget, sl.min_variance),
+    )
+    sel = json.loads((p.pivots / "select_report.json").read_text())
+    if sel["kept"] == 0:
+        raise StageFailed(
+            f"no pivots: all {sel['candidates']} candidates were dropped ({sel['dropped']}); "
+            "pi_0 needs mixed outcomes: more base training, a larger K, or a higher lambda_diff"
+        )
+    return sel
+
+
 def run(c, progress: bool = True) -> dict:
     """Run (or resume) the whole demo described by `c` (configs/demo.py); returns the report."""
     t_start = time.perf_counter()
@@ -315,126 +494,14 @@ def run(c, progress: bool = True) -> dict:
     wd.mkdir(parents=True, exist_ok=True)
     config_lib.write_resolved_config(c, wd, command=" ".join(sys.argv))
     st = Stages(wd)
-    data, base, cands = wd / "data", wd / "base", wd / "candidates"
-    profiled, pivots, train, final = wd / "profiled", wd / "pivots", wd / "train", wd / "final"
-    evald = wd / "eval"
-    b, t, pr = c.base, c.train, c.profile
+    p = Paths(wd)
+    data, base = p.data, p.base
+    profiled, pivots, train, final = p.profiled, p.pivots, p.train, p.final
+    evald = p.eval
+    t = c.train
+    b = c.base
     noprog = [] if progress else ["--config.log.progress=False"]
-    domain_verifiers = ",".join(
-        f"{d}={v}" for d, v in (("terminal", "shell"), ("tool_use", "tool_call")) if d in c.domains
-    )
-
-    st.run(
-        "data",
-        {"seed": c.seed, "domains": c.domains, **config_lib.to_dict(c.data)},
-        [data],
-        lambda: make_data(c, data),
-    )
-
-    def build_base():
-        run_cli(
-            [
-                "init-model",
-                f"--config=configs/model.py:{b.model_variant}",
-                f"--config.model.num_hidden_layers={b.num_hidden_layers}",
-                f"--config.tokenizer.vocab_size={b.vocab_size}",
-                f"--config.tokenizer.extra_text_files=('{data / 'tokenizer.txt'}',)",
-                f"--config.seed={c.seed}",
-                "--output",
-                str(base / "init"),
-            ]
-        )
-        write_trajectory_records(
-            base / "init", data / "pretrain.jsonl", base / "traj", max(b.length_buckets)
-        )
-        run_cli(
-            [
-                "sft",
-                "--config=configs/train.py:sft",
-                f"--config.model_dir={base / 'init'}",
-                f"--config.trajectories={base / 'traj'}",
-                "--config.sft.prefix=trajectories",
-                "--config.train.pack=True",
-                "--output",
-                str(base / "sft"),
-                f"--config.sft.steps={b.steps}",
-                f"--config.sft.batch_size={b.batch_size}",
-                f"--config.sft.length_buckets={tuple(b.length_buckets)}",
-                f"--config.optim.learning_rate={b.learning_rate}",
-                "--config.optim.schedule=warmup_cosine",
-                f"--config.optim.warmup_steps={b.warmup_steps}",
-                f"--config.optim.decay_steps={b.steps}",
-                f"--config.seed={c.seed}",
-                "--config.checkpoint.every=50",
-                *noprog,
-            ]
-        )
-        run_cli(["export", "--run", str(base / "sft"), "--output", str(base / "model")])
-
-    st.run("base", config_lib.to_dict(b), [base], build_base)
-    st.run(
-        "extract",
-        {"max_prompt": max(b.length_buckets)},
-        [cands],
-        lambda: run_cli(
-            [
-                "extract",
-                "--input",
-                str(data / "sft.jsonl"),
-                "--output",
-                str(cands),
-                "--tokenizer",
-                str(base / "model"),
-                f"--config.verifiers={domain_verifiers}",
-                f"--config.max_prompt_tokens={max(b.length_buckets) - pr.max_new_tokens}",
-            ]
-        ),
-    )
-    st.run(
-        "profile",
-        config_lib.to_dict(pr),
-        [profiled],
-        lambda: run_cli(
-            [
-                "profile",
-                "--config=configs/profile.py:envs",
-                "--candidates",
-                str(cands),
-                "--output",
-                str(profiled),
-                f"--config.model_dir={base / 'model'}",
-                f"--config.profile.k={pr.k}",
-                f"--config.profile.temperature={pr.temperature}",
-                f"--config.profile.max_new_tokens={pr.max_new_tokens}",
-                f"--config.profile.candidates_per_call={pr.candidates_per_call}",
-                f"--config.profile.seed={c.seed}",
-                *([] if progress else ["--noprogress"]),
-            ]
-        ),
-    )
-    st.run(
-        "select",
-        config_lib.to_dict(c.select),
-        [pivots],
-        lambda: run_cli(
-            [
-                "select",
-                "--profiled",
-                str(profiled),
-                "--output",
-                str(pivots),
-                f"--config.select.lambda_diff={c.select.lambda_diff}",
-                f"--config.select.budget={c.select.budget}",
-                f"--config.select.min_variance={c.select.min_variance}",
-            ]
-        ),
-    )
-    sel = json.loads((pivots / "select_report.json").read_text())
-    if sel["kept"] == 0:
-        raise StageFailed(
-            f"no pivots: all {sel['candidates']} candidates were dropped ({sel['dropped']}); "
-            "pi_0 needs mixed outcomes: more base training, a larger K, or a higher lambda_diff"
-        )
+    sel = prepare(c, st, p, progress)
 
     def train_and_export():
         run_cli(

@@ -67,6 +67,7 @@ def main(fv: flags.FlagValues) -> int:
                 gcfg.episode_tasks_per_domain,
                 gcfg.seed,
                 gcfg.pivots_per_step,
+                pool_seed=None if gcfg.episode_tasks_seed < 0 else gcfg.episode_tasks_seed,
             )
         except KeyError as e:
             raise ConfigError(f"episodes.domains: {e}") from None

@@ -43,19 +43,28 @@ from pivotrl_jax.train.loop import Parts, update_on
 class TaskStream:
     """An endless, seeded stream of training tasks in batches of `batch_size`.
 
-    The pool is `generate_tasks(domain, per_domain, seed, "train")` for each domain; each pass
-    over it is shuffled by (seed, pass). `get_state` / `set_state` make it resumable like a
-    grain iterator (the training loop checkpoints it).
+    The pool is `generate_tasks(domain, per_domain, pool_seed, "train")` for each domain (the
+    sessions of `generate_sft(domain, per_domain, pool_seed)`; `pool_seed` defaults to `seed`);
+    each pass over it is shuffled by (seed, pass). `get_state` / `set_state` make it resumable
+    like a grain iterator (the training loop checkpoints it).
     """
 
-    def __init__(self, domains: Sequence[str], per_domain: int, seed: int, batch_size: int):
+    def __init__(
+        self,
+        domains: Sequence[str],
+        per_domain: int,
+        seed: int,
+        batch_size: int,
+        pool_seed: int | None = None,
+    ):
         from pivotrl_jax.envs import generate_tasks
 
         if not domains:
             raise ValueError("TaskStream needs at least one domain")
         if per_domain < 1 or batch_size < 1:
             raise ValueError("per_domain and batch_size must be >= 1")
-        self.pool = [t for d in domains for t in generate_tasks(d, per_domain, seed, "train")]
+        pool_seed = seed if pool_seed is None else pool_seed
+        self.pool = [t for d in domains for t in generate_tasks(d, per_domain, pool_seed, "train")]
         self.seed = seed
         self.batch_size = batch_size
         self.position = 0

@@ -120,6 +120,7 @@ class GrpoConfig:
     # tasks; pivots_per_step is then the number of tasks per iteration.
     episode_domains: tuple[str, ...] = ()
     episode_tasks_per_domain: int = 256
+    episode_tasks_seed: int = -1  # generate_tasks seed of the task pool; -1: the run seed
     episode_max_turns: int = 8
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
@@ -196,6 +197,7 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         reprofile_lambda_diff=cfg.reprofile.lambda_diff,
         episode_domains=tuple(cfg.episodes.domains),
         episode_tasks_per_domain=cfg.episodes.tasks_per_domain,
+        episode_tasks_seed=cfg.episodes.tasks_seed,
         episode_max_turns=cfg.episodes.max_turns,
         rollout=RolloutConfig(**cfg.rollout.to_dict()),
         loss=LossConfig(**loss),
