@@ -285,6 +285,22 @@ def evaluate_run(c, evaluator, run: Path, method: str, progress: bool) -> dict:
     }
 
 
+def untrained(c, base_eval: dict, why: str) -> dict:
+    """A method that could not train: pi_0's numbers at every step, no rollouts."""
+    b = c.budget
+    steps = sorted({*range(b.eval_every, b.iterations + 1, b.eval_every), b.iterations})
+    point = {"in_domain": in_domain(base_eval, c.domains), "ood": base_eval["ood"]["success"]}
+    return {
+        "method": "untrained",
+        "skipped": why,
+        "curve": [{"step": k, **point, "turns": 0.0, "seconds": 0.0} for k in steps],
+        "final": base_eval,
+        "rollout_turns": 0.0,
+        "train_seconds": 0.0,
+        "signal": {},
+    }
+
+
 class Evaluator:
     """One in-process engine for every evaluation: weights swapped in per model folder."""
 
@@ -409,12 +425,13 @@ def summarize(c, base_eval: dict, runs: dict, selections: dict, profile_turns: i
             if sig
             else None,
             "curve": mean_curve([r["curve"] for r in main]),
+            "skipped": main[0].get("skipped"),
         }
     target = None
-    if "e2e_rl" in methods:
+    if "e2e_rl" in methods and methods["e2e_rl"]["in_domain"]["mean"] > base_in:
         target = methods["e2e_rl"]["in_domain"]["mean"]
         for m in methods.values():
-            hit = first_reaching(m["curve"], target) if target > base_in else None
+            hit = first_reaching(m["curve"], target)
             m["to_match_e2e"] = (
                 {"step": hit["step"], "turns": hit["turns"], "seconds": hit["seconds"]}
                 if hit
@@ -481,13 +498,13 @@ def report_markdown(c, summary: dict, command: str, seconds: float) -> str:
             "| "
             + " | ".join(
                 [
-                    name,
+                    name + (f" (not trained: {m['skipped']})" if m.get("skipped") else ""),
                     f"{pct(m['in_domain']['mean'])} ± {pct(m['in_domain']['ci95'])}",
                     f"{100 * m['in_domain_gain']['mean']:+.1f}",
                     f"{pct(m['ood']['mean'])} ± {pct(m['ood']['ci95'])}",
                     f"{100 * m['ood_change']['mean']:+.1f} ± {pct(m['ood_change']['ci95'])}",
                     f"{m['rollout_turns']:.0f}",
-                    "-"
+                    "n/a (e2e RL did not improve on pi_0)"
                     if "to_match_e2e" not in m
                     else (
                         f"{match['turns']:.0f} (step {match['step']})" if match else "not reached"
@@ -644,6 +661,10 @@ def main(argv: list[str]) -> dict:
                 file=sys.stderr,
                 flush=True,
             )
+            if method == "pivotrl_exact" and selections[method]["kept"] == 0:
+                # Exact match left no mixed-outcome turn under pi_0: nothing to train on.
+                runs[(method, seed, ov)] = untrained(rc, base_eval, "no exact-match pivots")
+                continue
             marker = out / "settings.json"
             if out.exists() and (
                 not marker.exists() or json.loads(marker.read_text()).get("key") != key

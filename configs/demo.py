@@ -2,6 +2,7 @@
 
     pivotrl demo --config=configs/demo.py
     pivotrl demo --config=configs/demo.py:smoke          # a minutes-long run (the test suite's)
+    pivotrl demo --config=configs/demo.py:full           # + the tool-use domain (~3x slower)
     pivotrl demo --config=configs/demo.py --config.train.steps=60 --config.workdir=runs/demo2
 
 Stages (each cached in `workdir` and skipped when its inputs and settings are unchanged):
@@ -17,59 +18,71 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     c.workdir = "runs/demo"
     c.seed = 0
-    c.domains = ("terminal", "tool_use")
+    # Terminal only by default: on 2 CPU cores a tool-use prompt (~1100 tokens, most of it tool
+    # specs) costs ~3x a terminal one at every stage. `:full` adds the tool-use domain.
+    c.domains = ("terminal",)
     c.data = config_dict.ConfigDict(
         dict(
             # pi_0's pretraining mix: out-of-domain questions, and in-domain trajectories of which
             # some task kinds are absent and some carry deliberately wrong actions.
-            pretrain_per_domain=160,
-            pretrain_ood=800,
+            pretrain_per_domain=1000,
+            pretrain_ood=1500,
             absent_kind_fraction=0.25,  # of each domain's task kinds, never shown to pi_0
-            noisy_kind_fraction=0.35,  # kinds whose actions are corrupted with noise_rate
-            noise_rate=0.5,
+            noisy_kind_fraction=0.25,  # kinds whose actions are corrupted with noise_rate
+            noise_rate=0.3,
             # The SFT trajectories PivotRL starts from (all kinds, clean, other sessions).
-            sft_per_domain=40,
+            sft_per_domain=64,
         )
     )
     c.base = config_dict.ConfigDict(
         dict(
             model_variant="tiny-moe",
-            num_hidden_layers=2,
+            num_hidden_layers=4,
+            hidden_size=0,  # 0: the variant's (64)
             vocab_size=1024,
-            steps=150,  # optimizer steps of whole-trajectory SFT (sequences packed into rows)
-            batch_size=24,  # trajectories per step
+            steps=1500,  # optimizer steps of whole-trajectory SFT (sequences packed into rows)
+            batch_size=8,  # trajectories per step
             learning_rate=3e-3,
-            warmup_steps=15,
-            length_buckets=(1536,),  # one row length: packing keeps the compiled shapes few
+            warmup_steps=50,
+            # Rows of the smallest length that fits the batch: attention cost grows with the
+            # row length, and most pretraining sequences are short.
+            length_buckets=(256, 512, 768),
         )
     )
     c.profile = config_dict.ConfigDict(
-        dict(k=8, temperature=1.0, max_new_tokens=64, candidates_per_call=32)
+        dict(k=8, temperature=1.0, max_new_tokens=48, candidates_per_call=32)
     )
     c.select = config_dict.ConfigDict(dict(lambda_diff=0.6, budget=0, min_variance=0.0))
     c.train = config_dict.ConfigDict(
         dict(
             steps=20,
             pivots_per_step=8,
-            micro_batches=8,  # P*G rows of up to ~2k tokens: accumulate to bound memory
+            micro_batches=2,
             group_size=8,
-            learning_rate=2e-4,
+            learning_rate=1e-4,
             beta=0.0,  # k3 KL to pi_0 when > 0
-            max_new_tokens=64,
+            max_new_tokens=48,
         )
     )
     c.eval = config_dict.ConfigDict(
         dict(
-            episodes_per_domain=64,
-            ood_questions=200,
+            episodes_per_domain=256,
+            ood_questions=256,
             max_turns=8,
-            temperature=1.0,
-            max_new_tokens=64,
+            temperature=0.0,  # greedy
+            max_new_tokens=48,
             seed=1,
         )
     )
-    if arg == "smoke":
+    if arg == "full":
+        c.workdir = "runs/demo-full"
+        c.domains = ("terminal", "tool_use")
+        c.base.length_buckets = (256, 512, 768, 1536)
+        c.train.micro_batches = 8
+    elif arg == "smoke":
         c.workdir = "runs/demo-smoke"
+        c.domains = ("terminal", "tool_use")
+        c.base.length_buckets = (1536,)
         c.data.pretrain_per_domain = 12
         c.data.pretrain_ood = 24
         c.data.sft_per_domain = 4
@@ -92,5 +105,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.eval.max_turns = 2
         c.eval.max_new_tokens = 8
     elif arg:
-        raise ValueError(f"unknown demo variant {arg!r}; known: smoke")
+        raise ValueError(f"unknown demo variant {arg!r}; known: full, smoke")
     return c

@@ -360,6 +360,7 @@ def build_base(c, p: Paths, progress: bool) -> None:
             "init-model",
             f"--config=configs/model.py:{b.model_variant}",
             f"--config.model.num_hidden_layers={b.num_hidden_layers}",
+            *([f"--config.model.hidden_size={b.hidden_size}"] if b.get("hidden_size") else []),
             f"--config.tokenizer.vocab_size={b.vocab_size}",
             f"--config.tokenizer.extra_text_files=('{p.data / 'tokenizer.txt'}',)",
             f"--config.seed={c.seed}",
