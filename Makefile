@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REQS := requirements.txt $(wildcard requirements-extra.txt requirements-nodeps.txt) setup.cfg pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench sglang-env notebooks clean
+.PHONY: install demo test test-fast lint format bench paper-claims sglang-env notebooks clean
 
 install: $(VENV)/.installed
 
@@ -43,8 +43,14 @@ test: install lint sglang-env
 test-fast: install
 	PIVOTRL_SKIP_SGLANG=1 $(BIN)/python -m pytest -q -m "not slow and not sglang" $(PYTEST_ARGS)
 
+# Every benchmark but paper_claims.py (an hour on 2 CPU cores: `make paper-claims`).
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/paper_claims.py ] && continue; \
+		echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# SFT vs PivotRL vs ablations vs end-to-end RL; writes docs/results/ (reuses `make demo`'s stages).
+paper-claims: install
+	$(BIN)/python benchmarks/paper_claims.py
 
 clean:
 	rm -rf $(VENV) $(SGLANG_VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -4,6 +4,7 @@ rollout budget, several seeds (benchmarks/paper_claims.py).
     python benchmarks/paper_claims.py                                   # CPU default
     python benchmarks/paper_claims.py --config=configs/paper_claims.py:quick   # minutes
     python benchmarks/paper_claims.py --config=configs/paper_claims.py:gpu     # larger, a GPU
+    python benchmarks/paper_claims.py --config=configs/paper_claims.py:smoke   # the tests' run
     python benchmarks/paper_claims.py --config.seeds="(0,1,2,3,4)" --config.workdir=runs/pc5
 
 The shared stages (data, pi_0, extraction, profiling, selection) use the demo's settings
@@ -19,17 +20,17 @@ from ml_collections import config_dict
 METHODS = ("sft", "pivotrl", "pivotrl_random", "pivotrl_exact", "e2e_rl")
 
 
-def _demo_config() -> config_dict.ConfigDict:
+def _demo_config(variant: str | None) -> config_dict.ConfigDict:
     spec = importlib.util.spec_from_file_location(
         "demo_config", Path(__file__).with_name("demo.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(variant)
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
-    c = _demo_config()
+    c = _demo_config("smoke" if arg == "smoke" else None)
     # The demo's work folder: the shared stages have the demo's settings, so after `make demo`
     # only the method runs remain (and `make demo` reuses what this builds).
     c.workdir = "runs/demo"
@@ -75,6 +76,16 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.eval.ood_questions = 32
         c.eval.mid_episodes = 16
         c.tradeoff = (("pivotrl", "rl.beta=0.05"),)
+    elif arg == "smoke":  # seconds-scale stages (the demo's smoke settings): the test suite's
+        c.workdir = "runs/paper_claims-smoke"
+        c.results_dir = "runs/paper_claims-smoke/results"
+        c.seeds = (0,)
+        c.budget.update(
+            dict(iterations=2, prompts_per_step=2, group_size=2, eval_every=1, max_new_tokens=8)
+        )
+        c.rl.e2e_prompts_per_step = 1
+        c.eval.update(dict(episodes_per_domain=2, ood_questions=3, mid_episodes=2))
+        c.tradeoff = (("pivotrl", "rl.beta=0.05"),)
     elif arg == "gpu":
         c.workdir = "runs/paper_claims-gpu"
         c.results_dir = "runs/paper_claims-gpu/results"
@@ -89,5 +100,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.eval.episodes_per_domain = 1024
         c.eval.ood_questions = 1024
     elif arg:
-        raise ValueError(f"unknown paper_claims variant {arg!r}; known: quick, gpu")
+        raise ValueError(f"unknown paper_claims variant {arg!r}; known: quick, smoke, gpu")
     return c

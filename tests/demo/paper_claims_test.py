@@ -4,6 +4,7 @@ config overrides of the trade-off runs, and the report on a synthetic set of run
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,40 @@ def test_summary_and_report_from_synthetic_runs(pc, tmp_path):
     pc.plot(s, runs, tmp_path)
     for name in ("success_vs_turns.png", "tradeoff.png", "signal.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_end_to_end_and_reuse(pc, tmp_path):
+    wd, res = tmp_path / "pc", tmp_path / "results"
+    argv = [
+        "--config=configs/paper_claims.py:smoke",
+        f"--config.workdir={wd}",
+        f"--config.results_dir={res}",
+    ]
+    summary = pc.main(argv)
+    c = summary["config"]
+    b = c["budget"]
+    assert set(summary["methods"]) == set(c["methods"]) and len(c["methods"]) == 5
+    for name, m in summary["methods"].items():
+        run = json.loads((wd / "runs" / f"{name}-s0" / "result.json").read_text())["result"]
+        assert [p["step"] for p in run["curve"]] == list(range(1, b["iterations"] + 1))
+        fin = run["final"]
+        want = (fin["terminal"]["success"] + fin["tool_use"]["success"]) / 2
+        assert m["in_domain"]["mean"] == pytest.approx(want)
+        if name in ("pivotrl", "pivotrl_random", "pivotrl_exact"):
+            # one turn per sample: P x G per iteration
+            assert run["rollout_turns"] == b["iterations"] * b["prompts_per_step"] * b["group_size"]
+        elif name == "e2e_rl":
+            # episodes last 1..max_turns turns
+            lo = b["iterations"] * c["rl"]["e2e_prompts_per_step"] * b["group_size"]
+            assert lo <= run["rollout_turns"] <= lo * c["eval"]["max_turns"]
+        else:
+            assert run["rollout_turns"] == 0
+    assert [t["overrides"] for t in summary["tradeoff"]].count("rl.beta=0.05") == 1
+    for name in ("results.json", "report.md", "success_vs_turns.png", "tradeoff.png"):
+        assert (res / name).exists()
+    assert "| pivotrl |" in (res / "report.md").read_text()
+    # A second run reuses every stage and run.
+    again = pc.main(argv)
+    assert again["methods"] == summary["methods"]
+    assert again["seconds"] < summary["seconds"] / 2
