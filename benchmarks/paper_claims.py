@@ -173,6 +173,11 @@ def train_run(c, p, method: str, seed: int, out: Path, progress: bool) -> None:
         f"--config.loss.clip_low={r.clip_low}",
         f"--config.loss.clip_high={r.clip_high}",
         "--config.train.micro_batches=2",
+        # Samples packed into rows of one length (few shapes to compile), pi_old = the engine's
+        # logprobs (one update per batch), KL to pi_0 measured only when it is in the loss.
+        "--config.train.pack=True",
+        "--config.train.old_logprobs=engine",
+        f"--config.train.kl_metric={r.beta > 0}",
         *common,
     ]
     if method == "e2e_rl":
@@ -186,6 +191,8 @@ def train_run(c, p, method: str, seed: int, out: Path, progress: bool) -> None:
                 f"--config.episodes.max_turns={c.eval.max_turns}",
                 f"--config.train.pivots_per_step={r.e2e_prompts_per_step}",
                 f"--config.train.max_prompt_len={2 * max(c.base.length_buckets)}",
+                "--config.engine.truncation=left",  # long histories keep their last tokens
+                f"--config.train.length_buckets=({2 * c.train.row_length},)",
                 *rl,
             ]
         )
@@ -200,6 +207,7 @@ def train_run(c, p, method: str, seed: int, out: Path, progress: bool) -> None:
             f"--config.pivots={pivots}",
             f"--config.train.pivots_per_step={b.prompts_per_step}",
             f"--config.train.max_prompt_len={max(c.base.length_buckets)}",
+            f"--config.train.length_buckets=({c.train.row_length},)",
             *(["--config.verifier_for_all=exact"] if method == "pivotrl_exact" else []),
             *rl,
         ]
@@ -617,9 +625,10 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
 
 
 def main(argv: list[str]) -> dict:
-    from pivotrl_jax import atomic
+    from pivotrl_jax import atomic, compile_cache
 
     c = load(argv)[0]
+    compile_cache.enable(Path(c.workdir) / ".jax_cache")
     progress = sys.stderr.isatty()
     t0 = time.perf_counter()
     p, _, selections, profile_turns = prepare(c, progress)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pivotrl_jax import atomic, cli
+from pivotrl_jax import atomic, cli, compile_cache
 from pivotrl_jax import config as config_lib
 from pivotrl_jax.errors import PivotError
 
@@ -494,6 +494,7 @@ def run(c, progress: bool = True) -> dict:
     wd = Path(c.workdir)
     wd.mkdir(parents=True, exist_ok=True)
     config_lib.write_resolved_config(c, wd, command=" ".join(sys.argv))
+    compile_cache.enable(wd / ".jax_cache")
     st = Stages(wd)
     p = Paths(wd)
     data, base = p.data, p.base
@@ -522,6 +523,10 @@ def run(c, progress: bool = True) -> dict:
                 f"--config.loss.beta={t.beta}",
                 f"--config.seed={c.seed}",
                 f"--config.train.max_prompt_len={max(b.length_buckets)}",
+                # Samples packed into rows of one length: few shapes to compile, little padding.
+                "--config.train.pack=True",
+                f"--config.train.length_buckets=({t.row_length},)",
+                "--config.train.old_logprobs=engine",
                 "--config.checkpoint.every=10",
                 *noprog,
             ]
