@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         dict(iterations=16, prompts_per_step=8, group_size=8, eval_every=8, max_new_tokens=48)
     )
     c.rl = config_dict.ConfigDict(
-        dict(learning_rate=1e-4, beta=0.0, clip_low=0.2, clip_high=0.2, e2e_prompts_per_step=2)
+        dict(learning_rate=3e-4, beta=0.0, clip_low=0.2, clip_high=0.2, e2e_prompts_per_step=2)
     )
     c.sft = config_dict.ConfigDict(dict(learning_rate=5e-4))
     c.eval.episodes_per_domain = 256
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # "fewer steps" points to every run's curve.
     c.tradeoff = (
         ("pivotrl", "rl.beta=0.05"),
-        ("pivotrl", "rl.learning_rate=3e-5"),
+        ("pivotrl", "rl.learning_rate=1e-4"),
         ("pivotrl", "rl.clip_low=0.1,rl.clip_high=0.1"),
         ("sft", "sft.learning_rate=1e-4"),
     )
