@@ -27,17 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from pivotrl_jax.eval.episodes import run_episodes
-from pivotrl_jax.pivots.stats import stable_seed
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
 from pivotrl_jax.train import metrics as metrics_lib
-from pivotrl_jax.train.advantages import flat_advantages, zero_variance_groups
 from pivotrl_jax.train.batching import Sequence as Seq
-from pivotrl_jax.train.loop import Parts, update_on
+from pivotrl_jax.train.loop import Parts, group_advantages, sampling_params, update_on
 
 
 class TaskStream:
@@ -147,32 +144,14 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     with timer("data"):
         tasks = next(parts.data)
     with timer("rollout"):
-        r = cfg.rollout
-        params = SamplingParams(
-            temperature=r.temperature,
-            top_p=r.top_p,
-            top_k=r.top_k,
-            max_new_tokens=r.max_new_tokens,
-            stop_token_ids=parts.stop_ids,
-            seed=stable_seed(cfg.seed, "episodes", it),
-        )
+        params = sampling_params(parts, "episodes", it)
         episodes = [t for t in tasks for _ in range(G)]  # [P * G], task-major
         recorder = _Recorder(parts.engine, parts.tokenizer, params, [[] for _ in episodes])
         results = run_episodes(
             episodes, recorder, max_turns=cfg.episode_max_turns, on_call=recorder.set_live
         )
     rewards = np.asarray([float(res.success) for res in results], np.float32).reshape(-1, G)
-    nonzero = np.asarray(zero_variance_groups(jnp.asarray(rewards))[0])  # [P]
-    keep = nonzero if cfg.drop_zero_variance else np.ones(len(tasks), bool)
-    adv = np.asarray(
-        flat_advantages(
-            cfg.advantage,
-            jnp.asarray(rewards.reshape(-1)),
-            G,
-            eps=cfg.advantage_eps,
-            ddof=cfg.advantage_ddof,
-        )
-    )
+    nonzero, keep, adv = group_advantages(cfg, rewards)
     turn_counts = np.asarray([len(t) for t in recorder.turns]).reshape(rewards.shape)
     lengths = np.asarray([sum(len(c.token_ids) for _, c in t) for t in recorder.turns])
     truncated = np.asarray(
@@ -182,7 +161,7 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
         rewards, nonzero, lengths.reshape(rewards.shape), truncated, np.zeros(rewards.shape, bool)
     )
     max_len = max(cfg.buckets())
-    seqs, too_long = episode_sequences(recorder.turns, adv, np.repeat(keep, G), max_len)
+    seqs, too_long = episode_sequences(recorder.turns, adv.reshape(-1), np.repeat(keep, G), max_len)
     out["rollout/turns"] = float(turn_counts.sum())
     out["rollout/episode_turns_mean"] = float(turn_counts.mean())
     out["rollout/tokens"] = float(lengths.sum())

@@ -389,6 +389,35 @@ def _data_parallel(policy: Policy) -> int:
     return math.prod(policy.mesh.shape[a] for a in policy.rules.batch if a in policy.mesh.shape)
 
 
+def sampling_params(parts: Parts, stream: str, it: int) -> SamplingParams:
+    """The rollout sampling settings of iteration `it`, seeded by (seed, stream, it)."""
+    r = parts.cfg.rollout
+    return SamplingParams(
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        max_new_tokens=r.max_new_tokens,
+        stop_token_ids=parts.stop_ids,
+        seed=stable_seed(parts.cfg.seed, stream, it),
+    )
+
+
+def group_advantages(
+    cfg: GrpoConfig, rewards: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rewards [P, G] -> (groups with variance > 0 [P], groups kept [P], advantages [P, G])."""
+    nonzero = np.asarray(zero_variance_groups(jnp.asarray(rewards))[0])
+    keep = nonzero if cfg.drop_zero_variance else np.ones(rewards.shape[0], bool)
+    adv = flat_advantages(
+        cfg.advantage,
+        jnp.asarray(rewards.reshape(-1)),
+        rewards.shape[1],
+        eps=cfg.advantage_eps,
+        ddof=cfg.advantage_ddof,
+    )
+    return nonzero, keep, np.asarray(adv).reshape(rewards.shape)
+
+
 def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], bool]:
     """One rollout batch and its update(s); returns (metrics, whether the weights changed)."""
     cfg, timer = parts.cfg, metrics_lib.StepTimer()
@@ -399,16 +428,7 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
         if cfg.reprofile_enabled:
             parts.progress.recent.extend(_jsonable(r) for r in records)
     with timer("rollout"):
-        r = cfg.rollout
-        sampling = SamplingParams(
-            temperature=r.temperature,
-            top_p=r.top_p,
-            top_k=r.top_k,
-            max_new_tokens=r.max_new_tokens,
-            stop_token_ids=parts.stop_ids,
-            seed=stable_seed(cfg.seed, "train", it),
-        )
-        groups = parts.engine.generate(prompts, sampling, G)
+        groups = parts.engine.generate(prompts, sampling_params(parts, "train", it), G)
     with timer("verify"):
         rewards, errors = score_groups(
             records,
@@ -418,21 +438,11 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
             cfg.verifier_for_all,
             cfg.verifier_time_limit_s,
         )
-    nonzero = np.asarray(zero_variance_groups(jnp.asarray(rewards))[0])  # [P] bool
-    keep = nonzero if cfg.drop_zero_variance else np.ones(len(records), bool)
-    adv = np.asarray(
-        flat_advantages(
-            cfg.advantage,
-            jnp.asarray(rewards.reshape(-1)),
-            G,
-            eps=cfg.advantage_eps,
-            ddof=cfg.advantage_ddof,
-        )
-    )
+    nonzero, keep, adv = group_advantages(cfg, rewards)
     lengths = np.asarray([[len(c.token_ids) for c in g] for g in groups])
     truncated = np.asarray([[c.finish_reason == "length" for c in g] for g in groups])
     out = metrics_lib.rollout_metrics(rewards, nonzero, lengths, truncated, errors)
-    seqs = group_sequences(prompts, groups, adv.reshape(rewards.shape), keep)
+    seqs = group_sequences(prompts, groups, adv, keep)
     out["rollout/tokens"] = float(lengths.sum())
     out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
     out["rollout/turns"] = float(lengths.size)
