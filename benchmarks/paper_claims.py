@@ -79,8 +79,9 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     out = []
     for points in zip(*curves, strict=True):
         row = {"step": points[0]["step"]}
-        for k in ("in_domain", "ood", "turns", "seconds"):
-            row[k] = sum(p[k] for p in points) / len(points)
+        for k in ("in_domain", "ood", "turns", "seconds", "turn_acceptance"):
+            if all(k in p for p in points):
+                row[k] = sum(p[k] for p in points) / len(points)
         out.append(row)
     return out
 
@@ -322,9 +323,38 @@ class Evaluator:
     def __call__(self, folder: Path, episodes: int, ood: int, progress: bool) -> dict:
         from pivotrl_jax.demo import evaluate
 
+        self.load(folder)
+        return evaluate(self.engine, self.tok, self.c.domains, self.c.eval, episodes, ood, progress)
+
+    def load(self, folder: Path) -> None:
         self.version += 1
         self.engine.update_weights(str(folder), self.version)
-        return evaluate(self.engine, self.tok, self.c.domains, self.c.eval, episodes, ood, progress)
+
+    def turn_acceptance(self, folder: Path, candidates: list[dict]) -> float:
+        """Mean functional-verifier reward of one greedy action at each held-out turn (expert
+        trajectories of evaluation sessions): the turn-level skill local RL trains."""
+        from pivotrl_jax.envs.domains import verifier_config
+        from pivotrl_jax.pivots.profile import DomainVerifiers, ProfileConfig, profile_chunk
+        from pivotrl_jax.rollout.text import completion_text
+
+        self.load(folder)
+        scorer = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
+        cfg = ProfileConfig(
+            k=1, temperature=0.0, max_new_tokens=self.c.eval.max_new_tokens, candidates_per_call=64
+        )
+        stop = (self.tok.eos_token_id,)
+        rewards = []
+        for start in range(0, len(candidates), cfg.candidates_per_call):
+            recs, _ = profile_chunk(
+                candidates[start : start + cfg.candidates_per_call],
+                self.engine,
+                lambda ids: completion_text(self.tok, ids, stop),
+                scorer,
+                cfg,
+                start,
+            )
+            rewards += [r["profile"]["mean"] for r in recs]
+        return sum(rewards) / len(rewards)
 
     def close(self) -> None:
         self.engine.close()
@@ -391,6 +421,12 @@ def prepare(c, progress: bool):
             p.base / "model", p.data / "sft.jsonl", wd / "sft_traj", max(c.base.length_buckets)
         ),
     )
+    st.run(
+        "heldout",
+        {"n": c.heldout_trajectories, "seed": c.eval.seed, "domains": c.domains},
+        [wd / "heldout.jsonl", wd / "heldout"],
+        lambda: heldout_candidates(c, p, wd),
+    )
     selections = {}
     for name, folder in (("pivotrl", p.pivots), ("pivotrl_exact", wd / "pivots-exact")):
         rep = json.loads((folder / "select_report.json").read_text())
@@ -404,6 +440,38 @@ def prepare(c, progress: bool):
     return p, st, selections, profile_turns
 
 
+def heldout_candidates(c, p, wd: Path) -> None:
+    """Expert trajectories of evaluation sessions, extracted into candidate turns."""
+    from pivotrl_jax import atomic
+    from pivotrl_jax.demo import domain_verifiers, extract
+    from pivotrl_jax.envs import generate_tasks
+    from pivotrl_jax.envs.sft import trajectory
+
+    rows = [
+        trajectory(task, c.eval.seed)
+        for d in c.domains
+        for task in generate_tasks(d, c.heldout_trajectories, c.eval.seed, "eval")
+    ]
+    atomic.write_jsonl(wd / "heldout.jsonl", rows)
+    extract(c, p, wd / "heldout", domain_verifiers(c.domains), wd / "heldout.jsonl")
+
+
+def read_heldout(wd: Path) -> list[dict]:
+    from pivotrl_jax.data import records as records_io
+
+    return list(records_io.read_records(wd / "heldout", prefix="candidates"))
+
+
+def add_turn_acceptance(evaluator, run: Path, result: dict, heldout: list[dict]) -> bool:
+    """Held-out turn acceptance at every evaluated step (computed once; False if present)."""
+    if all("turn_acceptance" in pt for pt in result["curve"]):
+        return False
+    for pt in result["curve"]:
+        folder = run / "models" / f"step{pt['step']:05d}"
+        pt["turn_acceptance"] = evaluator.turn_acceptance(folder, heldout)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # Report.
 
@@ -414,6 +482,7 @@ def pct(x: float) -> str:
 
 def summarize(c, base_eval: dict, runs: dict, selections: dict, profile_turns: int) -> dict:
     base_in, base_ood = in_domain(base_eval, c.domains), base_eval["ood"]["success"]
+    nan = float("nan")
     methods = {}
     for method in c.methods:
         main = [runs[(method, s, "")] for s in c.seeds]
@@ -425,6 +494,7 @@ def summarize(c, base_eval: dict, runs: dict, selections: dict, profile_turns: i
             "in_domain_gain": mean_ci([v - base_in for v in fin_in]),
             "per_domain": {d: mean_ci([r["final"][d]["success"] for r in main]) for d in c.domains},
             "ood": mean_ci(fin_ood),
+            "turn_acceptance": mean_ci([r["curve"][-1].get("turn_acceptance", nan) for r in main]),
             "ood_change": mean_ci([v - base_ood for v in fin_ood]),
             "rollout_turns": mean_ci([r["rollout_turns"] for r in main])["mean"],
             "train_seconds": mean_ci([r["train_seconds"] for r in main]),
@@ -464,7 +534,12 @@ def summarize(c, base_eval: dict, runs: dict, selections: dict, profile_turns: i
             }
         )
     return {
-        "base": {"in_domain": base_in, "ood": base_ood, "eval": base_eval},
+        "base": {
+            "in_domain": base_in,
+            "ood": base_ood,
+            "turn_acceptance": base_eval.get("turn_acceptance", nan),
+            "eval": base_eval,
+        },
         "methods": methods,
         "match_target_in_domain": target,
         "selections": selections,
@@ -489,15 +564,17 @@ def report_markdown(c, summary: dict, command: str, seconds: float) -> str:
         f"{c.eval.ood_questions} questions, temperature {c.eval.temperature}. "
         f"Wall-clock of this run: {seconds / 60:.1f} min.",
         "",
-        f"pi_0: in-domain success {pct(base['in_domain'])}%, out-of-domain accuracy "
-        f"{pct(base['ood'])}%.",
+        f"pi_0: in-domain success {pct(base['in_domain'])}%, held-out turn acceptance "
+        f"{pct(base['turn_acceptance'])}% ({c.heldout_trajectories} expert trajectories of "
+        f"evaluation sessions per domain, one greedy action per turn, functional verifier), "
+        f"out-of-domain accuracy {pct(base['ood'])}%.",
         "",
         "Means over seeds with 95% t-intervals (percentage points).",
         "",
-        "| method | in-domain success | change vs pi_0 | OOD accuracy | OOD change "
-        "| rollout turns | turns to match e2e RL | train s | group reward std "
-        "| zero-signal groups |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | in-domain success | change vs pi_0 | held-out turn acceptance "
+        "| OOD accuracy | OOD change | rollout turns | turns to match e2e RL | train s "
+        "| group reward std | zero-signal groups |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in ms.items():
         match = m.get("to_match_e2e")
@@ -509,6 +586,7 @@ def report_markdown(c, summary: dict, command: str, seconds: float) -> str:
                     name + (f" (not trained: {m['skipped']})" if m.get("skipped") else ""),
                     f"{pct(m['in_domain']['mean'])} ± {pct(m['in_domain']['ci95'])}",
                     f"{100 * m['in_domain_gain']['mean']:+.1f}",
+                    f"{pct(m['turn_acceptance']['mean'])} ± {pct(m['turn_acceptance']['ci95'])}",
                     f"{pct(m['ood']['mean'])} ± {pct(m['ood']['ci95'])}",
                     f"{100 * m['ood_change']['mean']:+.1f} ± {pct(m['ood_change']['ci95'])}",
                     f"{m['rollout_turns']:.0f}",
@@ -570,21 +648,28 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
         plt.close(fig)
 
     ms, base = summary["methods"], summary["base"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), dpi=100)
     for name, m in ms.items():
         steps = [0] + [p["step"] for p in m["curve"]]
         succ = [100 * base["in_domain"]] + [100 * p["in_domain"] for p in m["curve"]]
         turns = [0] + [p["turns"] for p in m["curve"]]
         axes[1].plot(steps, succ, marker=".", label=name)
+        acc = [base.get("turn_acceptance")] + [p.get("turn_acceptance") for p in m["curve"]]
+        if None not in acc:
+            axes[2].plot(steps, [100 * a for a in acc], marker=".", label=name)
         if name != "sft":
             axes[0].plot(turns, succ, marker=".", label=name)
         else:
             axes[0].axhline(succ[-1], ls="--", color="grey", label="sft (final)")
     axes[0].set_xlabel("cumulative rollout turns")
     axes[1].set_xlabel("optimizer step")
-    for ax in axes:
+    axes[2].set_xlabel("optimizer step")
+    for ax in axes[:2]:
         ax.set_ylabel("in-domain success (%)")
-        ax.legend(fontsize=7)
+    axes[2].set_ylabel("held-out turn acceptance (%)")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     save(fig, "success_vs_turns.png")
 
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=100)
@@ -687,6 +772,20 @@ def main(argv: list[str]) -> dict:
             result = evaluate_run(rc, evaluator, out, method, progress)
             atomic.write_json(result_file, {"key": key, "result": result})
             runs[(method, seed, ov)] = result
+        heldout = read_heldout(wd)
+        if "turn_acceptance" not in cached:
+            cached["turn_acceptance"] = evaluator.turn_acceptance(p.base / "model", heldout)
+            atomic.write_json(base_file, cached)
+        base_eval["turn_acceptance"] = cached["turn_acceptance"]
+        for (method, seed, ov), result in runs.items():
+            if result.get("skipped"):
+                for pt in result["curve"]:
+                    pt["turn_acceptance"] = cached["turn_acceptance"]
+                continue
+            out = run_dir(wd, method, seed, ov)
+            if add_turn_acceptance(evaluator, out, result, heldout):
+                done = json.loads((out / "result.json").read_text())
+                atomic.write_json(out / "result.json", {"key": done["key"], "result": result})
     finally:
         evaluator.close()
     summary = summarize(c, base_eval, runs, selections, profile_turns)

@@ -39,6 +39,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # The shared stages (data, pi_0, profiling, selection) are configs/demo.py's: terminal
     # in-domain on CPU (`gpu` adds tool use).
     c.methods = METHODS
+    # Held-out turn acceptance: expert trajectories of evaluation sessions per domain, one
+    # greedy action per turn scored by the functional verifier (the turn-level skill).
+    c.heldout_trajectories = 64
     # The budget every method gets: `iterations` optimizer steps; RL methods sample
     # prompts_per_step x group_size rollouts per step (turns for the turn-level methods,
     # episodes of several turns for end-to-end RL); SFT takes prompts_per_step trajectories.
@@ -75,6 +78,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.eval.episodes_per_domain = 32
         c.eval.ood_questions = 32
         c.eval.mid_episodes = 16
+        c.heldout_trajectories = 16
         c.tradeoff = (("pivotrl", "rl.beta=0.05"),)
     elif arg == "smoke":  # seconds-scale stages (the demo's smoke settings): the test suite's
         c.workdir = "runs/paper_claims-smoke"
@@ -86,6 +90,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.rl.e2e_prompts_per_step = 1
         c.eval.update(dict(episodes_per_domain=2, ood_questions=3, mid_episodes=2))
         c.tradeoff = (("pivotrl", "rl.beta=0.05"),)
+        c.heldout_trajectories = 2
     elif arg == "gpu":
         c.workdir = "runs/paper_claims-gpu"
         c.results_dir = "runs/paper_claims-gpu/results"

@@ -396,12 +396,13 @@ def build_base(c, p: Paths, progress: bool) -> None:
     run_cli(["export", "--run", str(p.base / "sft"), "--output", str(p.base / "model")])
 
 
-def extract(c, p: Paths, out: Path, verifiers: str) -> None:
+def extract(c, p: Paths, out: Path, verifiers: str, jsonl: Path | None = None) -> None:
+    """Candidate turns of `jsonl` (default: the SFT trajectories) for pi_0's tokenizer."""
     run_cli(
         [
             "extract",
             "--input",
-            str(p.data / "sft.jsonl"),
+            str(jsonl or p.data / "sft.jsonl"),
             "--output",
             str(out),
             "--tokenizer",

@@ -150,6 +150,28 @@ def test_benchmark_smoke_end_to_end_and_reuse(pc, tmp_path):
     for name in ("results.json", "report.md", "success_vs_turns.png", "tradeoff.png"):
         assert (res / name).exists()
     assert "| pivotrl |" in (res / "report.md").read_text()
+    # Held-out turn acceptance of pi_0 = `pivotrl profile` with one greedy sample per turn.
+    from pivotrl_jax import cli
+
+    prof = tmp_path / "prof"
+    argv_profile = [
+        "profile",
+        "--config=configs/profile.py:envs",
+        "--candidates",
+        str(wd / "heldout"),
+        "--output",
+        str(prof),
+        f"--config.model_dir={wd / 'base' / 'model'}",
+        "--config.profile.k=1",
+        "--config.profile.temperature=0.0",
+        f"--config.profile.max_new_tokens={c['eval']['max_new_tokens']}",
+        "--noprogress",
+    ]
+    assert cli.main(argv_profile) == 0
+    mean = json.loads(next(prof.glob("summary-*.json")).read_text())["mean_reward"]
+    assert summary["base"]["turn_acceptance"] == pytest.approx(mean)
+    for name, m in summary["methods"].items():
+        assert 0.0 <= m["turn_acceptance"]["mean"] <= 1.0, name
     # A second run reuses every stage and run.
     again = pc.main(argv)
     assert again["methods"] == summary["methods"]
