@@ -562,7 +562,8 @@ def report_markdown(c, summary: dict, command: str, seconds: float) -> str:
         f"(end-to-end RL: {c.rl.e2e_prompts_per_step} tasks x {c.budget.group_size} episodes). "
         f"Evaluation: {c.eval.episodes_per_domain} episodes per domain and "
         f"{c.eval.ood_questions} questions, temperature {c.eval.temperature}. "
-        f"Wall-clock of this run: {seconds / 60:.1f} min.",
+        f"Wall-clock of this invocation: {seconds / 60:.1f} min (stages and runs that earlier "
+        "invocations finished are reused, not repeated).",
         "",
         f"pi_0: in-domain success {pct(base['in_domain'])}%, held-out turn acceptance "
         f"{pct(base['turn_acceptance'])}% ({c.heldout_trajectories} expert trajectories of "
