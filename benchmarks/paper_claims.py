@@ -649,19 +649,20 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
         plt.close(fig)
 
     ms, base = summary["methods"], summary["base"]
+    colors = {name: f"C{i}" for i, name in enumerate(ms)}  # one colour per method throughout
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), dpi=100)
     for name, m in ms.items():
         steps = [0] + [p["step"] for p in m["curve"]]
         succ = [100 * base["in_domain"]] + [100 * p["in_domain"] for p in m["curve"]]
         turns = [0] + [p["turns"] for p in m["curve"]]
-        axes[1].plot(steps, succ, marker=".", label=name)
+        axes[1].plot(steps, succ, marker=".", label=name, color=colors[name])
         acc = [base.get("turn_acceptance")] + [p.get("turn_acceptance") for p in m["curve"]]
         if None not in acc:
-            axes[2].plot(steps, [100 * a for a in acc], marker=".", label=name)
+            axes[2].plot(steps, [100 * a for a in acc], marker=".", label=name, color=colors[name])
         if name != "sft":
-            axes[0].plot(turns, succ, marker=".", label=name)
+            axes[0].plot(turns, succ, marker=".", label=name, color=colors[name])
         else:
-            axes[0].axhline(succ[-1], ls="--", color="grey", label="sft (final)")
+            axes[0].axhline(succ[-1], ls="--", color=colors[name], label="sft (final)")
     axes[0].set_xlabel("cumulative rollout turns")
     axes[1].set_xlabel("optimizer step")
     axes[2].set_xlabel("optimizer step")
@@ -697,7 +698,7 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
         steps = [p["step"] for p in rows[0]]
         for ax, key in ((axes[0], "zero_signal"), (axes[1], "group_reward_std")):
             ys = [sum(r[i][key] for r in rows) / len(rows) for i in range(len(steps))]
-            ax.plot(steps, ys, marker=".", label=name)
+            ax.plot(steps, ys, marker=".", label=name, color=colors[name])
     axes[0].set_ylabel("zero-signal group fraction")
     axes[1].set_ylabel("within-group reward std")
     for ax in axes:
