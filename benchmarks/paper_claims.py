@@ -193,7 +193,7 @@ def train_run(c, p, method: str, seed: int, out: Path, progress: bool) -> None:
                 f"--config.train.pivots_per_step={r.e2e_prompts_per_step}",
                 f"--config.train.max_prompt_len={2 * max(c.base.length_buckets)}",
                 "--config.engine.truncation=left",  # long histories keep their last tokens
-                f"--config.train.length_buckets=({2 * c.train.row_length},)",
+                f"--config.train.length_buckets=({2 * c.benchmark_row_length},)",
                 *rl,
             ]
         )
@@ -208,7 +208,7 @@ def train_run(c, p, method: str, seed: int, out: Path, progress: bool) -> None:
             f"--config.pivots={pivots}",
             f"--config.train.pivots_per_step={b.prompts_per_step}",
             f"--config.train.max_prompt_len={max(c.base.length_buckets)}",
-            f"--config.train.length_buckets=({c.train.row_length},)",
+            f"--config.train.length_buckets=({c.benchmark_row_length},)",
             *(["--config.verifier_for_all=exact"] if method == "pivotrl_exact" else []),
             *rl,
         ]

@@ -39,6 +39,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # The shared stages (data, pi_0, profiling, selection) are configs/demo.py's: terminal
     # in-domain on CPU (`gpu` adds tool use).
     c.methods = METHODS
+    c.benchmark_row_length = 1024  # GRPO samples are packed into rows of this many tokens
     # Held-out turn acceptance: expert trajectories of evaluation sessions per domain, one
     # greedy action per turn scored by the functional verifier (the turn-level skill).
     c.heldout_trajectories = 64
@@ -91,6 +92,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.eval.update(dict(episodes_per_domain=2, ood_questions=3, mid_episodes=2))
         c.tradeoff = (("pivotrl", "rl.beta=0.05"),)
         c.heldout_trajectories = 2
+        c.benchmark_row_length = 2048
     elif arg == "gpu":
         c.workdir = "runs/paper_claims-gpu"
         c.results_dir = "runs/paper_claims-gpu/results"
@@ -101,6 +103,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.base.length_buckets = (256, 512, 1024, 1536)
         c.budget.iterations = 64
         c.budget.prompts_per_step = 32
+        c.benchmark_row_length = 2048
         c.budget.eval_every = 8
         c.eval.episodes_per_domain = 1024
         c.eval.ood_questions = 1024

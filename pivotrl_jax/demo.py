@@ -524,10 +524,6 @@ def run(c, progress: bool = True) -> dict:
                 f"--config.loss.beta={t.beta}",
                 f"--config.seed={c.seed}",
                 f"--config.train.max_prompt_len={max(b.length_buckets)}",
-                # Samples packed into rows of one length: few shapes to compile, little padding.
-                "--config.train.pack=True",
-                f"--config.train.length_buckets=({t.row_length},)",
-                "--config.train.old_logprobs=engine",
                 "--config.checkpoint.every=10",
                 *noprog,
             ]
