@@ -240,11 +240,8 @@ def evaluate_run(c, evaluator, run: Path, method: str, progress: bool) -> dict:
         seconds += row.get("time/step", 0.0)
         cum[int(row["step"])] = (turns, seconds)
     curve = []
-    steps = list(range(b.eval_every, b.iterations + 1, b.eval_every))
-    if steps[-1] != b.iterations:
-        steps.append(b.iterations)
     final = None
-    for step in steps:
+    for step in eval_steps(b):
         folder = run / "models" / f"step{step:05d}"
         if not (folder / "config.json").exists():
             run_cli(["export", "--run", str(run), "--step", str(step), "--output", str(folder)])
@@ -294,15 +291,18 @@ def evaluate_run(c, evaluator, run: Path, method: str, progress: bool) -> dict:
     }
 
 
+def eval_steps(b) -> list[int]:
+    """The evaluated checkpoints: every `eval_every` steps and the last."""
+    return sorted({*range(b.eval_every, b.iterations + 1, b.eval_every), b.iterations})
+
+
 def untrained(c, base_eval: dict, why: str) -> dict:
     """A method that could not train: pi_0's numbers at every step, no rollouts."""
-    b = c.budget
-    steps = sorted({*range(b.eval_every, b.iterations + 1, b.eval_every), b.iterations})
     point = {"in_domain": in_domain(base_eval, c.domains), "ood": base_eval["ood"]["success"]}
     return {
         "method": "untrained",
         "skipped": why,
-        "curve": [{"step": k, **point, "turns": 0.0, "seconds": 0.0} for k in steps],
+        "curve": [{"step": k, **point, "turns": 0.0, "seconds": 0.0} for k in eval_steps(c.budget)],
         "final": base_eval,
         "rollout_turns": 0.0,
         "train_seconds": 0.0,
@@ -319,6 +319,7 @@ class Evaluator:
         self.c = c
         self.engine, self.tok = open_eval_engine(base_model)
         self.version = 0
+        self.scorer = None  # the functional verifiers, built at the first turn_acceptance
 
     def __call__(self, folder: Path, episodes: int, ood: int, progress: bool) -> dict:
         from pivotrl_jax.demo import evaluate
@@ -338,7 +339,9 @@ class Evaluator:
         from pivotrl_jax.rollout.text import completion_text
 
         self.load(folder)
-        scorer = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
+        if self.scorer is None:
+            self.scorer = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
+        scorer = self.scorer
         cfg = ProfileConfig(
             k=1, temperature=0.0, max_new_tokens=self.c.eval.max_new_tokens, candidates_per_call=64
         )

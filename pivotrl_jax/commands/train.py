@@ -72,7 +72,7 @@ def main(fv: flags.FlagValues) -> int:
         except KeyError as e:
             raise ConfigError(f"episodes.domains: {e}") from None
     else:
-        data = load_pivots(loader, gcfg, tokenizer)
+        data = iter(load_pivots(loader, gcfg, tokenizer))
     params, model_config = loop.initial_params(gcfg.model_dir, mesh, gcfg.model_overrides)
 
     def decode(ids):
@@ -86,7 +86,7 @@ def main(fv: flags.FlagValues) -> int:
             decode,
             stop_ids,
             scorer_from_config(cfg),
-            data if episodes else iter(data),
+            data,
             params,
             model_config,
         )

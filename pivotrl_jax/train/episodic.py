@@ -21,7 +21,6 @@ draws the same tasks and, with seeds from (seed, iteration), the same episodes.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from pivotrl_jax.eval.episodes import run_episodes
+from pivotrl_jax.eval.policy import EnginePolicy
 from pivotrl_jax.rollout.base import Completion, SamplingParams
-from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.batching import Sequence as Seq
 from pivotrl_jax.train.loop import Parts, group_advantages, sampling_params, update_on
@@ -89,30 +88,31 @@ class TaskStream:
         self.position = int(state["position"])
 
 
-@dataclasses.dataclass
-class _Recorder:
-    """A batch policy over the engine that keeps every turn's prompt ids and sampled tokens."""
+class TurnLog:
+    """Each episode's turns, (prompt ids, completion), in order. `set_live` is the episode
+    runner's `on_call` hook (which episodes the next engine call serves) and `record` the
+    `EnginePolicy` hook (what that call produced)."""
 
-    engine: Any
-    tokenizer: Any
-    params: SamplingParams
-    turns: list[list[tuple[list[int], Completion]]]  # per episode, in order
-    live: list[int] = dataclasses.field(default_factory=list)
-    calls: int = 0
+    def __init__(self, episodes: int):
+        self.turns: list[list[tuple[list[int], Completion]]] = [[] for _ in range(episodes)]
+        self.live: list[int] = []
 
     def set_live(self, live: list[int]) -> None:
         self.live = live
 
-    def __call__(self, histories, tools) -> list[str]:
-        prompts = [chat_prompt_ids(self.tokenizer, h, t) for h, t in zip(histories, tools)]
-        params = dataclasses.replace(self.params, seed=(self.params.seed or 0) + 7919 * self.calls)
-        self.calls += 1
-        groups = self.engine.generate(prompts, params, 1)
-        out = []
-        for i, prompt, (comp,) in zip(self.live, prompts, groups, strict=True):
+    def record(self, prompts: list[list[int]], completions: list[Completion]) -> None:
+        for i, prompt, comp in zip(self.live, prompts, completions, strict=True):
             self.turns[i].append((prompt, comp))
-            out.append(completion_text(self.tokenizer, comp.token_ids, self.params.stop_token_ids))
-        return out
+
+
+def recorded_episodes(
+    tasks: Sequence[Any], engine: Any, tokenizer: Any, params: SamplingParams, max_turns: int
+) -> tuple[list[Any], TurnLog]:
+    """Run `tasks`' episodes in lockstep through `engine`, keeping every turn's tokens."""
+    log = TurnLog(len(tasks))
+    policy = EnginePolicy(engine, tokenizer, params, record=log.record)
+    results = run_episodes(tasks, policy, max_turns=max_turns, on_call=log.set_live)
+    return results, log
 
 
 def episode_sequences(
@@ -146,9 +146,8 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     with timer("rollout"):
         params = sampling_params(parts, "episodes", it)
         episodes = [t for t in tasks for _ in range(G)]  # [P * G], task-major
-        recorder = _Recorder(parts.engine, parts.tokenizer, params, [[] for _ in episodes])
-        results = run_episodes(
-            episodes, recorder, max_turns=cfg.episode_max_turns, on_call=recorder.set_live
+        results, recorder = recorded_episodes(
+            episodes, parts.engine, parts.tokenizer, params, cfg.episode_max_turns
         )
     rewards = np.asarray([float(res.success) for res in results], np.float32).reshape(-1, G)
     nonzero, keep, adv = group_advantages(cfg, rewards)

@@ -14,7 +14,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from pivotrl_jax.envs import DOMAINS, generate_tasks
-from pivotrl_jax.eval.episodes import run_episodes
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.rollout.text import chat_prompt_ids
 from pivotrl_jax.train import episodic
@@ -62,8 +61,9 @@ def _params(tok, seed=3):
 def test_recorder_keeps_each_episodes_turns_with_their_exact_prompts(tok):
     tasks = generate_tasks("terminal", 5, seed=0, split="train")
     episodes = [t for t in tasks for _ in range(3)]
-    rec = episodic._Recorder(ScriptedEngine(tok, {}), tok, _params(tok), [[] for _ in episodes])
-    results = run_episodes(episodes, rec, max_turns=4, on_call=rec.set_live)
+    results, rec = episodic.recorded_episodes(
+        episodes, ScriptedEngine(tok, {}), tok, _params(tok), max_turns=4
+    )
     lengths = {r.turns for r in results}
     assert len(lengths) > 1, "the script should end episodes at different turns"
     for res, turns, task in zip(results, rec.turns, episodes, strict=True):
@@ -85,10 +85,8 @@ def test_advantages_and_sequences_match_an_independent_grpo_computation(tok):
     answers = {t.question: t.answer for t in tasks}
     G = 4
     episodes = [t for t in tasks for _ in range(G)]
-    rec = episodic._Recorder(
-        ScriptedEngine(tok, answers), tok, _params(tok), [[] for _ in episodes]
-    )
-    results = run_episodes(episodes, rec, max_turns=2, on_call=rec.set_live)
+    engine = ScriptedEngine(tok, answers)
+    results, rec = episodic.recorded_episodes(episodes, engine, tok, _params(tok), max_turns=2)
     r = np.asarray([float(x.success) for x in results]).reshape(-1, G)
     assert 0 < r.mean() < 1
     adv = np.asarray(flat_advantages("grpo", jnp.asarray(r.reshape(-1)), G, eps=1e-6, ddof=1))
