@@ -14,7 +14,7 @@
 Variants combine with commas (`tiny,kl`). Defaults are the public recipe (REFERENCE §1): G=16,
 64 pivots x 16 samples = one optimizer step per rollout batch, lr 1e-6 constant, Adam
 (0.9, 0.999), weight decay 0, grad clip 1.0, PPO clip 0.2/0.2, token-mean, truncated IS 5.0
-against the rollout logprobs, beta = 0.
+against the rollout logprobs, beta = 0, MoE router frozen, load-balancing loss 0.
 """
 
 from ml_collections import config_dict
@@ -53,6 +53,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             reference_dtype="float32",  # frozen pi_0 storage dtype ("bfloat16" halves it)
             kl_metric=True,  # measure KL to pi_0 even at beta = 0 (one reference forward)
             entropy_metric=True,
+            router_aux_coef=0.0,  # MoE load-balancing loss weight (0 in the RL recipe)
             max_nonfinite=3,  # stop after this many skipped non-finite updates
             drop_zero_variance=True,  # drop groups whose G rewards are all equal (counted)
             peak_tflops=0.0,  # per-device peak for MFU; 0 leaves MFU out
@@ -89,6 +90,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             weight_decay=0.0,
             grad_clip=1.0,
             master_dtype="float32",
+            freeze_router=True,  # MoE routers: no gradient, no update, no optimizer state
         )
     )
     c.engine = engine_config()  # name: jax (in-process) | sglang; see rollout/factory.py
@@ -151,4 +153,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     if "sft" in variants:
         c.optim.learning_rate = 1e-5 if "tiny" not in variants else 1e-3
         c.optim.schedule = "constant"
+        c.optim.freeze_router = False  # supervised training trains the router
     return c

@@ -12,8 +12,9 @@
 #   1. torch==2.13.0, the CPU wheel;
 #   2. sglang's non-CUDA requirements, exactly as locked in launch/sglang-cpu-requirements.txt;
 #   3. sglang==0.5.23 and torchvision==0.28.0 without their dependencies (CUDA-only ones);
-#   4. test tooling (tests/tooling/README.md): guard torchvision's fake-op registrations, and put
-#      the pure-Python stand-in `sgl_kernel` on the venv's sys.path through a .pth file.
+#   4. test tooling (tests/tooling/README.md): guard torchvision's fake-op registrations, let the
+#      routed-experts capture (--enable-return-routed-experts) allocate unpinned memory on CPU,
+#      and put the pure-Python stand-in `sgl_kernel` on the venv's sys.path through a .pth file.
 # Environment: PYTHON (default python3, needs >= 3.11).
 set -euo pipefail
 
@@ -36,6 +37,7 @@ install_tooling() {
   local site
   site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   "$VENV/bin/python" "$TOOLING/patch_torchvision_meta.py" "$site" >/dev/null
+  "$VENV/bin/python" "$TOOLING/patch_sglang_routed_experts.py" "$site" >/dev/null
   local pth="$site/pivotrl_cpu_test_tooling.pth"
   if [[ "$(cat "$pth" 2>/dev/null)" != "$TOOLING" ]]; then
     echo "$TOOLING" >"$pth"

@@ -33,7 +33,12 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.data import records as records_io
     from pivotrl_jax.models.sharding import MESH_AXES
     from pivotrl_jax.train import loop, sft
-    from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule
+    from pivotrl_jax.train.optim import (
+        OptimConfig,
+        make_optimizer,
+        make_schedule,
+        policy_config,
+    )
     from pivotrl_jax.train.state import create_train_state, make_policy, place_params
     from pivotrl_jax.train.step import StepConfig, make_train_step
 
@@ -79,7 +84,7 @@ def main(fv: flags.FlagValues) -> int:
     )
     overrides = {k: v for k, v in cfg.model_overrides.to_dict().items() if v and v != "none"}
     params, model_config = loop.initial_params(cfg.model_dir, mesh, overrides)
-    policy = make_policy(model_config.replace(param_dtype=optim.master_dtype), mesh)
+    policy = make_policy(policy_config(model_config, optim), mesh)
     tx = make_optimizer(optim)
     state = create_train_state(policy, tx, place_params(policy, params, optim.dtype), cfg.seed)
     del params
@@ -87,7 +92,11 @@ def main(fv: flags.FlagValues) -> int:
         policy,
         tx,
         sft.sft_objective(),
-        StepConfig(micro_batches=scfg.micro_batches, entropy_metric=cfg.train.entropy_metric),
+        StepConfig(
+            micro_batches=scfg.micro_batches,
+            entropy_metric=cfg.train.entropy_metric,
+            router_aux_coef=cfg.train.router_aux_coef,
+        ),
         make_schedule(optim),
         master_dtype=optim.dtype,
     )

@@ -66,7 +66,9 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"  # storage dtype
     remat: str = "none"  # per-layer rematerialisation: none | full | dots
-    moe_dispatch: str = "dense"  # a name in models.moe.DISPATCH
+    moe_dispatch: str = "expert_parallel"  # a name in models.moe_dispatch.DISPATCH
+    moe_chunk: int = 0  # MoE dispatch over this many positions of a row at a time; 0: whole rows
+    router_trainable: bool = True  # False: the router gets no gradient (frozen in RL)
 
     def __post_init__(self):
         ints = (
@@ -118,6 +120,8 @@ class ModelConfig:
                 raise ModelConfigError(
                     name, f"{getattr(self, name)!r} is not one of {sorted(DTYPES)}"
                 )
+        if self.moe_chunk < 0:
+            raise ModelConfigError("moe_chunk", f"must be >= 0, got {self.moe_chunk}")
         if self.remat not in REMAT_CHOICES:
             raise ModelConfigError("remat", f"{self.remat!r} is not one of {REMAT_CHOICES}")
 
@@ -148,9 +152,9 @@ class ModelConfig:
     def from_hf_config(cls, hf: dict[str, Any], **overrides: Any) -> ModelConfig:
         """Reads a transformers `config.json` dict (model_type qwen3 or qwen3_moe).
 
-        `overrides` set the run fields (dtype, param_dtype, remat, moe_dispatch) or replace any
-        field. Unsupported features (sliding window, attention bias, scaled RoPE) are errors, not
-        silently ignored.
+        `overrides` set the run fields (dtype, param_dtype, remat, moe_dispatch, moe_chunk,
+        router_trainable) or replace any field. Unsupported features (sliding window, attention
+        bias, scaled RoPE) are errors, not silently ignored.
         """
         model_type = hf.get("model_type")
         if model_type not in _MODEL_TYPES:

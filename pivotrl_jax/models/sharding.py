@@ -155,3 +155,21 @@ def create_sharded(
     shardings = param_shardings(abstract_state, mesh, rules)
     state = jax.jit(lambda: nnx.state(make_model()), out_shardings=shardings)()
     return nnx.merge(graphdef, state)
+
+
+class OnMesh:
+    """A jitted function that is traced, lowered and run under `jax.set_mesh(mesh)`: the MoE
+    "expert_parallel" dispatch reads the mesh while tracing (a jit traced without one runs the
+    single-device dispatch, which XLA then partitions by itself)."""
+
+    def __init__(self, jitted: Any, mesh: Mesh):
+        self.jitted = jitted
+        self.mesh = mesh
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with jax.set_mesh(self.mesh):
+            return self.jitted(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        with jax.set_mesh(self.mesh):
+            return self.jitted.lower(*args, **kwargs)

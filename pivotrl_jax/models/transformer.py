@@ -27,6 +27,7 @@ from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.kv_cache import KVCache
 from pivotrl_jax.models.layers import RMSNorm, SwiGLU, normal_init
 from pivotrl_jax.models.moe import MoEBlock
+from pivotrl_jax.models.moe_routing import RouterStats
 from pivotrl_jax.registry import Registry
 
 Array = jax.Array
@@ -62,10 +63,13 @@ class DecoderLayer(nnx.Module):
                 c.num_experts_per_tok,
                 norm_topk_prob=c.norm_topk_prob,
                 dispatch=c.moe_dispatch,
+                chunk=c.moe_chunk,
+                router_trainable=c.router_trainable,
                 **kw,
             )
         else:
             self.mlp = SwiGLU(c.hidden_size, c.intermediate_size, **kw)
+        self.is_moe = c.is_moe_layer(layer)
 
     def __call__(
         self,
@@ -76,6 +80,7 @@ class DecoderLayer(nnx.Module):
         kv_segment_ids,
         cache_kv=None,
         cache_index=None,
+        replayed=None,  # [B, T, R] experts to force (MoE layers), NOT_REPLAYED = router's own
     ):
         h, cache_kv = self.attn(
             self.input_norm(x),
@@ -87,7 +92,10 @@ class DecoderLayer(nnx.Module):
             cache_index,
         )
         x = x + h
-        return x + self.mlp(self.post_attn_norm(x)), cache_kv
+        if not self.is_moe:
+            return x + self.mlp(self.post_attn_norm(x)), cache_kv, None
+        y, stats = self.mlp(self.post_attn_norm(x), segment_ids != 0, replayed)
+        return x + y, cache_kv, stats
 
 
 class Transformer(nnx.Module):
@@ -120,6 +128,20 @@ class Transformer(nnx.Module):
         attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
         cache: KVCache | None = None,
     ) -> tuple[Array, KVCache | None]:
+        logits, cache, _ = self.run(input_ids, positions, attention_mask, cache)
+        return logits, cache
+
+    def run(
+        self,
+        input_ids: Array,  # [B, T]
+        positions: Array,  # [B, T]
+        attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
+        cache: KVCache | None = None,
+        routed_experts: Array | None = None,  # [B, T, L, R] experts to replay; -1: the router's
+    ) -> tuple[Array, KVCache | None, RouterStats | None]:
+        """`__call__`, replaying `routed_experts` in the MoE layers (L entries: one per MoE layer
+        or one per layer), and returning what the L_moe routers did: RouterStats stacked over
+        the MoE layers ([L_moe, ...]; None for a dense model)."""
         c = self.config
         T = input_ids.shape[1]
         segment_ids = attention_mask.astype(jnp.int32)
@@ -133,12 +155,27 @@ class Transformer(nnx.Module):
         call = DecoderLayer.__call__
         if c.remat != "none":
             call = nnx.remat(call, policy=REMAT_POLICIES.get(c.remat))
-        ks, vs = [], []
+        ks, vs, stats = [], [], []
         for i, layer in enumerate(self.layers):
             layer_kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, layer_kv = call(
-                layer, x, positions, segment_ids, kv_positions, kv_segment_ids, layer_kv, index
+            replayed = None
+            if routed_experts is not None and layer.is_moe:
+                # One entry per layer (SGLang's layout) or per MoE layer.
+                every_layer = routed_experts.shape[2] == c.num_hidden_layers
+                replayed = routed_experts[:, :, i if every_layer else len(stats)]  # [B, T, R]
+            x, layer_kv, layer_stats = call(
+                layer,
+                x,
+                positions,
+                segment_ids,
+                kv_positions,
+                kv_segment_ids,
+                layer_kv,
+                index,
+                replayed,
             )
+            if layer_stats is not None:
+                stats.append(layer_stats)
             if layer_kv is not None:
                 ks.append(layer_kv[0])
                 vs.append(layer_kv[1])
@@ -160,7 +197,8 @@ class Transformer(nnx.Module):
             )
         if cache is not None:
             cache = cache.advance(ks, vs, T)
-        return logits, cache
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *stats) if stats else None
+        return logits, cache, stacked
 
 
 def forward(
@@ -173,6 +211,20 @@ def forward(
     """Pure logits [B, T, V] f32 of the model `nnx.split(model)` gave, for jit/grad."""
     logits, _ = nnx.merge(graphdef, params)(input_ids, positions, attention_mask)
     return logits
+
+
+def forward_with_routing(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    input_ids: Array,
+    positions: Array,
+    attention_mask: Array,
+    routed_experts: Array | None = None,  # [B, T, L, R]; -1 where the router decides
+    cache: KVCache | None = None,
+) -> tuple[Array, KVCache | None, RouterStats | None]:
+    """`Transformer.run` as a pure function: (logits, cache, RouterStats [L, ...] | None)."""
+    model = nnx.merge(graphdef, params)
+    return model.run(input_ids, positions, attention_mask, cache, routed_experts)
 
 
 def forward_with_cache(

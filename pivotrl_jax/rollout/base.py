@@ -15,6 +15,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 FinishReason = Literal["stop", "length", "abort"]
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "abort")
 
@@ -58,12 +60,17 @@ class Completion:
     logprobs: [T] float32 log-probability of each sampled token under the weights that sampled it.
     finish_reason: "stop" (stop token), "length" (max_new_tokens) or "abort" (engine shut down).
     weight_version: the version given to the `update_weights` call that loaded those weights.
+    routed_experts: [prompt + T - 1, L, R] int32 for a MoE model when the engine was asked for
+      routing (SGLang's `return_routed_experts`, the JAX engine's `record_routing`): the R experts
+      each fed token (every prompt token, then every sampled token but the last) went to in each
+      of the L layers; None otherwise. The trainer replays them (routing replay).
     """
 
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
     finish_reason: FinishReason
     weight_version: str | int
+    routed_experts: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))

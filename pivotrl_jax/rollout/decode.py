@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.kv_cache import KVCache, cache_shardings
 from pivotrl_jax.models.sharding import ShardingRules
-from pivotrl_jax.models.transformer import default_positions, forward_with_cache
+from pivotrl_jax.models.transformer import default_positions, forward_with_routing
 from pivotrl_jax.rollout.sampling import sample, step_keys
 
 Array = jax.Array
@@ -38,11 +38,19 @@ class Decoded:
     logprobs: Array  # [B, M] float32; 0 past a row's length
     lengths: Array  # [B] int32 tokens generated per row
     stopped: Array  # [B] bool: the row ended on a stop token (else it hit max_new_tokens)
+    # With record_routing (a MoE model): the experts each fed token went to, E at padding.
+    prompt_routing: Array | None = None  # [U, Tp, L, R] int32, the distinct prompts' tokens
+    routing: Array | None = None  # [B, M, L, R] int32, output token t at column t (t < length-1)
 
 
 def is_stop(tokens: Array, stop_ids: Array) -> Array:
     """[B] bool: tokens [B] that appear in stop_ids [S'] (padded with -1, which never matches)."""
     return jnp.any(tokens[:, None] == stop_ids[None, :], axis=-1)
+
+
+def _experts(stats) -> Array | None:
+    """[B, T, L, R] experts of one forward's MoE layers (RouterStats [L, B, T, R]), or None."""
+    return None if stats is None else jnp.moveaxis(stats.experts, 0, 2)
 
 
 def prefill(
@@ -53,9 +61,10 @@ def prefill(
     *,
     config: ModelConfig,
     chunk: int,  # C, divides Tp
-) -> tuple[KVCache, Array]:
-    """Runs the prompts through the model C tokens at a time; returns their cache (Tp slots)
-    and the float32 logits [U, V] of each prompt's last token."""
+) -> tuple[KVCache, Array, Array | None]:
+    """Runs the prompts through the model C tokens at a time; returns their cache (Tp slots),
+    the float32 logits [U, V] of each prompt's last token and, for a MoE model, the experts
+    [U, Tp, L, R] each prompt token went to."""
     U, Tp = prompt_ids.shape
     C = chunk
     if Tp % C:
@@ -66,13 +75,17 @@ def prefill(
     def step(carry, xs):
         cache, _ = carry
         ids, pos, mask = xs  # [U, C] each
-        logits, cache = forward_with_cache(graphdef, params, ids, pos, mask, cache)  # [U, C, V]
-        return (cache, logits[:, -1]), None
+        logits, cache, stats = forward_with_routing(
+            graphdef, params, ids, pos, mask, cache=cache
+        )  # [U, C, V]
+        return (cache, logits[:, -1]), _experts(stats)  # [U, C, L, R]
 
     carry = (KVCache.init(config, U, Tp), jnp.zeros((U, config.vocab_size), jnp.float32))
     xs = (chunked(prompt_ids), chunked(positions), chunked(prompt_mask))
-    (cache, last), _ = jax.lax.scan(step, carry, xs)
-    return cache, last  # left padding: the last column is a real token
+    (cache, last), experts = jax.lax.scan(step, carry, xs)  # [Tp/C, U, C, L, R]
+    if experts is not None:
+        experts = jnp.moveaxis(experts, 0, 1).reshape(U, Tp, *experts.shape[3:])
+    return cache, last, experts  # left padding: the last column is a real token
 
 
 def fan_out(cache: KVCache, rows: Array, extra_slots: int) -> KVCache:
@@ -108,13 +121,15 @@ def generate(
     filtered: bool,
     mesh: Mesh | None = None,
     rules: ShardingRules | None = None,
+    record_routing: bool = False,
 ) -> Decoded:
     """Samples up to `max_new_tokens` tokens for each row; see the module docstring.
 
     Each distinct prompt is prefilled once and its cache copied to every row that continues it
     (the n samples of a prompt share one prefill). Everything after `*` is static (bind it with
     functools.partial before jax.jit). With a `mesh`, the KV caches are laid out like the model's
-    activations (rows over the batch axes, KV heads over `tensor`).
+    activations (rows over the batch axes, KV heads over `tensor`). With `record_routing` (a
+    MoE model), the experts of every fed token come back too (Decoded.prompt_routing, .routing).
     """
     B, M = row_prompt.shape[0], max_steps
     constrain = lambda c: c
@@ -126,9 +141,10 @@ def generate(
         logits, step_keys(row_keys, t), temperature, top_k, top_p, greedy=greedy, filtered=filtered
     )
 
-    cache, last = prefill(
+    cache, last, prompt_routing = prefill(
         graphdef, params, prompt_ids, prompt_mask, config=config, chunk=prefill_chunk
-    )  # [U, Tp] slots, [U, V]
+    )  # [U, Tp] slots, [U, V], [U, Tp, L, R] | None
+    record = record_routing and prompt_routing is not None
     cache = constrain(fan_out(constrain(cache), row_prompt, M))  # [B, Tp + M] slots
     token, logprob = draw(last[row_prompt], 0)
     prompt_len = jnp.sum(prompt_mask != 0, axis=1).astype(jnp.int32)[row_prompt]  # [B]
@@ -138,6 +154,8 @@ def generate(
         logprobs=jnp.zeros((B, M), jnp.float32).at[:, 0].set(logprob),
         lengths=jnp.ones((B,), jnp.int32),
         stopped=stopped,
+        prompt_routing=prompt_routing if record else None,
+        routing=jnp.zeros((B, M, *prompt_routing.shape[2:]), jnp.int32) if record else None,
     )
     done = stopped | (max_new_tokens <= 1)
     limit = jnp.minimum(max_new_tokens, M)
@@ -149,8 +167,13 @@ def generate(
     def body(carry):
         t, cache, out, done, last = carry
         step_positions = (prompt_len + t - 1)[:, None]  # [B, 1]
-        logits, cache = forward_with_cache(
-            graphdef, params, last[:, None], step_positions, jnp.ones((B, 1), jnp.int32), cache
+        logits, cache, stats = forward_with_routing(
+            graphdef,
+            params,
+            last[:, None],
+            step_positions,
+            jnp.ones((B, 1), jnp.int32),
+            cache=cache,
         )  # [B, 1, V]
         token, logprob = draw(logits[:, 0], t)
         live = ~done
@@ -160,6 +183,9 @@ def generate(
             logprobs=out.logprobs.at[:, t].set(jnp.where(live, logprob, 0.0)),
             lengths=out.lengths + live.astype(jnp.int32),
             stopped=out.stopped | stop,
+            prompt_routing=out.prompt_routing,
+            # The token fed at step t is output token t - 1.
+            routing=out.routing.at[:, t - 1].set(_experts(stats)[:, 0]) if record else None,
         )
         done = done | stop | (t + 1 >= limit)
         return t + 1, cache, out, done, token

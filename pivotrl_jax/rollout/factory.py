@@ -2,6 +2,7 @@
 
 engine:
   name: "jax" (in-process, the default) | "sglang"
+  routed_experts: each completion carries its MoE expert ids (routing replay; both engines)
   max_batch_size, max_context, truncation, dtype        (jax)
   urls: attach to running SGLang servers; empty starts one per `num_servers` on the model
   preset ("gpu" | "cpu"), python, extra_args, num_servers, max_concurrency   (sglang)
@@ -32,6 +33,7 @@ class EngineSpec:
     extra_args: tuple[str, ...] = ()
     num_servers: int = 1
     max_concurrency: int = 32
+    routed_experts: bool = False  # record / return each token's MoE experts for replay
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> EngineSpec:
@@ -55,6 +57,7 @@ def _jax(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]:
         max_batch_size=spec.max_batch_size,
         max_context=spec.max_context or None,
         truncation=spec.truncation,
+        record_routing=spec.routed_experts,
     )
     engine = JaxEngine.from_pretrained(
         model_dir, mesh=mesh, dtype=spec.dtype or None, options=options
@@ -68,13 +71,16 @@ def _jax(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]:
 @ENGINE_BUILDERS.register("sglang")
 @contextlib.contextmanager
 def _sglang(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]:
+    from pivotrl_jax.models.weights import read_config
     from pivotrl_jax.rollout import server
     from pivotrl_jax.rollout.sglang_engine import SglangEngine, SglangEngineOptions
 
+    top_k = read_config(model_dir).num_experts_per_tok if spec.routed_experts else 0
     options = SglangEngineOptions(
         max_concurrency=spec.max_concurrency,
         context_length=spec.max_context or None,
         truncation=spec.truncation if spec.max_context else "error",
+        routed_experts_top_k=top_k,
     )
     with contextlib.ExitStack() as stack:
         urls = list(spec.urls)
@@ -86,6 +92,7 @@ def _sglang(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]
                         model_path=str(model_dir),
                         preset=spec.preset,
                         python=python,
+                        routed_experts=spec.routed_experts,
                         extra_args=spec.extra_args,
                     )
                 )

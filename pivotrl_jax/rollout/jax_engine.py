@@ -54,7 +54,7 @@ from pivotrl_jax.models import (
     load_model,
     param_shardings,
 )
-from pivotrl_jax.models.sharding import single_device_mesh
+from pivotrl_jax.models.sharding import OnMesh, single_device_mesh
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.rollout.buckets import bucket
 from pivotrl_jax.rollout.decode import Decoded, generate
@@ -78,6 +78,9 @@ class JaxEngineOptions:
     # Float32 matmuls on GPU/TPU default to TF32 / bf16 passes (logprobs off by ~1e-3);
     # "highest" makes them true float32. None follows JAX's global setting.
     matmul_precision: str | None = None
+    # MoE routing replay: return the experts every fed token went to (Completion.routed_experts,
+    # [prompt + output - 1, L, R], the layout SGLang's return_routed_experts gives).
+    record_routing: bool = False
 
     def __post_init__(self):
         if self.truncation not in TRUNCATIONS:
@@ -254,15 +257,20 @@ class JaxEngine:
                 (chunk, self._run(chunk, prompts, base_key, scalars, M, greedy, filtered))
             )
         out: list[list[Completion | None]] = [[None] * n for _ in prompts]
-        for chunk, decoded in pending:
+        for chunk, (decoded, slot) in pending:
             d = jax.device_get(decoded)
             for r, (i, j) in enumerate(chunk):
                 length = int(d.lengths[r])
+                routed = None
+                if d.routing is not None:  # prompt tokens (left-padded), then output tokens
+                    fed = d.prompt_routing[slot[i], d.prompt_routing.shape[1] - len(prompts[i]) :]
+                    routed = np.concatenate([fed, d.routing[r, : length - 1]])
                 out[i][j] = Completion(
                     token_ids=d.tokens[r, :length].tolist(),
                     logprobs=d.logprobs[r, :length].tolist(),
                     finish_reason="stop" if d.stopped[r] else "length",
                     weight_version=self.weight_version,
+                    routed_experts=routed,
                 )
         return out
 
@@ -298,8 +306,9 @@ class JaxEngine:
         M: int,
         greedy: bool,
         filtered: bool,
-    ) -> Decoded:
-        """Pads one chunk of rows to its buckets and dispatches its compiled program."""
+    ) -> tuple[Decoded, dict[int, int]]:
+        """Pads one chunk of rows to its buckets and dispatches its compiled program; returns
+        its (pending) result and the prompt -> distinct-prompt slot map."""
         dp = self._data_parallel
         B = bucket(
             len(chunk), minimum=self.options.min_batch_bucket, multiple=dp, maximum=self._max_rows
@@ -328,7 +337,7 @@ class JaxEngine:
         )
         rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
         keys = rows(_row_keys(base_key, jnp.asarray(index)))
-        statics = (M, C, greedy, filtered)
+        statics = (M, C, greedy, filtered, self.options.record_routing)
         if statics not in self._fns:  # hashing a large graphdef once per shape, not per call
             self._fns[statics] = _compiled(
                 self._graphdef, self.config, self.mesh, self.rules, *statics
@@ -336,7 +345,8 @@ class JaxEngine:
         fn = self._fns[statics]
         precision = self.options.matmul_precision
         with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
-            return fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
+            decoded = fn(self._params, rows(ids), rows(mask), rows(row_prompt), keys, *scalars)
+        return decoded, slot
 
     def close(self) -> None:
         """Drops the parameters; the engine cannot generate afterwards."""
@@ -357,12 +367,13 @@ def _compiled(
     C: int,
     greedy: bool,
     filtered: bool,
+    record_routing: bool,
 ):
     """The jitted `decode.generate` for these statics, shared by engines of the same model.
 
     Its small [B, M] outputs come back replicated, so every process of a multi-host mesh can
     read all rows."""
-    return jax.jit(
+    fn = jax.jit(
         functools.partial(
             generate,
             graphdef,
@@ -373,9 +384,11 @@ def _compiled(
             filtered=filtered,
             mesh=mesh,
             rules=rules,
+            record_routing=record_routing,
         ),
         out_shardings=NamedSharding(mesh, PartitionSpec()),
     )
+    return OnMesh(fn, mesh)
 
 
 def _base_key(seed: int) -> jax.Array:

@@ -77,6 +77,8 @@ class ServerConfig:
     port: None picks a free one.
     weight_version: the version tag of the initial weights (completions carry it).
     tokenizer: False adds --skip-tokenizer-init; the rollout path sends and reads token ids only.
+    routed_experts: adds --enable-return-routed-experts (a MoE model's per-token expert ids in
+      every reply, for routing replay; SglangEngineOptions.routed_experts_top_k asks for them).
     extra_args: appended after the preset's flags (e.g. ("--tp-size", "8")).
     log_path: None writes to a fresh temporary file.
     """
@@ -88,6 +90,7 @@ class ServerConfig:
     port: int | None = None
     weight_version: str = "0"
     tokenizer: bool = False
+    routed_experts: bool = False
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     log_path: str | None = None
@@ -114,6 +117,8 @@ def command(config: ServerConfig, port: int) -> list[str]:
     ]  # fmt: skip
     if not config.tokenizer:
         cmd.append("--skip-tokenizer-init")
+    if config.routed_experts:
+        cmd.append("--enable-return-routed-experts")
     return [*cmd, *config.extra_args]
 
 
@@ -263,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--weight-version", default="0")
     parser.add_argument("--tokenizer", action="store_true",
                         help="load the tokenizer (needed for text/chat endpoints)")  # fmt: skip
+    parser.add_argument("--routed-experts", action="store_true",
+                        help="return each token's MoE experts (routing replay)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the command and exit")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -275,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         weight_version=args.weight_version,
         tokenizer=args.tokenizer,
+        routed_experts=args.routed_experts,
         extra_args=tuple(extra),
     )
     cmd = command(config, args.port)

@@ -22,6 +22,11 @@ Weights. `update_weights(folder, version)` makes every server load an HF-layout 
 readable by the servers. Each completion's weight version (and every span of it) is checked
 against the version last loaded: a completion sampled by stale weights raises WeightVersionError.
 
+Routing. With `SglangEngineOptions(routed_experts_top_k=R)` every request asks for
+`return_routed_experts` (the server needs `--enable-return-routed-experts`): the reply's
+base64 little-endian int32 ids, shape [prompt + output - 1, L, R] (experts in descending router
+weight), become `Completion.routed_experts`, which the trainer replays (MoE routing replay).
+
 Seeds. SGLang honours `sampling_seed` only with `--enable-deterministic-inference`, and a shared
 seed would make the n samples of a prompt identical: with `SamplingParams.seed` set, each sample
 is its own request with seed (seed, prompt, sample) mixed.
@@ -29,6 +34,7 @@ is its own request with seed (seed, prompt, sample) mixed.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import itertools
@@ -40,6 +46,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 
+import numpy as np
 import requests
 
 from pivotrl_jax.errors import PivotError
@@ -88,6 +95,8 @@ class SglangEngineOptions:
       None leaves it to the server (which refuses with a 400, raised as PromptTooLongError).
     truncation: "error" raises PromptTooLongError; "left" drops a prompt's oldest tokens so
       prompt + max_new_tokens fits (needs context_length).
+    routed_experts_top_k: R of the served MoE model; > 0 asks every reply for its routed
+      experts (Completion.routed_experts). 0: not asked.
     """
 
     max_concurrency: int = 32
@@ -98,6 +107,7 @@ class SglangEngineOptions:
     update_timeout_s: float = 1800.0
     context_length: int | None = None
     truncation: Literal["error", "left"] = "error"
+    routed_experts_top_k: int = 0
 
     def __post_init__(self) -> None:
         if self.truncation not in ("error", "left"):
@@ -245,6 +255,8 @@ class SglangEngine:
             "logprob_start_len": -1,
             "sampling_params": sampling,
         }
+        if self.options.routed_experts_top_k:
+            body["return_routed_experts"] = True
         url, reply = self._post_with_retries(
             "/generate", body, rid=rid, timeout_s=self.options.request_timeout_s
         )
@@ -273,11 +285,28 @@ class SglangEngine:
                 url=url,
                 rid=rid,
             )
+        routed = None
+        if self.options.routed_experts_top_k:
+            if not meta.get("routed_experts"):
+                raise SglangError(
+                    "the reply has no routed_experts (start the server with "
+                    "--enable-return-routed-experts)",
+                    url=url,
+                    rid=rid,
+                )
+            fed = int(meta["prompt_tokens"]) + len(token_ids) - 1
+            try:
+                routed = decode_routed_experts(
+                    meta["routed_experts"], fed, self.options.routed_experts_top_k
+                )
+            except ValueError as e:
+                raise SglangError(str(e), url=url, rid=rid) from None
         return Completion(
             token_ids=token_ids,
             logprobs=[float(row[0]) for row in rows],
             finish_reason=finish,
             weight_version=self.weight_version,
+            routed_experts=routed,
         )
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -420,6 +449,16 @@ class SglangEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def decode_routed_experts(encoded: str, tokens: int, top_k: int) -> np.ndarray:
+    """SGLang's `meta_info.routed_experts` (base64 of little-endian int32) -> [tokens, L, R]."""
+    flat = np.frombuffer(base64.b64decode(encoded), dtype="<i4")
+    if tokens < 1 or flat.size % (tokens * top_k):
+        raise ValueError(
+            f"routed_experts holds {flat.size} ids, not a whole [tokens={tokens}, L, R={top_k}]"
+        )
+    return flat.reshape(tokens, -1, top_k).astype(np.int32)
 
 
 def _jobs(num_prompts: int, n: int, seed: int | None) -> list[_Job]:

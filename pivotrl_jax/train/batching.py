@@ -40,6 +40,9 @@ class Sequence:
     # [Lr] per-token loss weights (1 = a target); None = every response token. SFT on a whole
     # trajectory sets 0 on the tool and user tokens between assistant turns.
     response_mask: tuple[float, ...] | None = None
+    # [Lp + Lr - 1, L, R] int: the MoE experts the rollout engine routed each fed token to
+    # (Completion.routed_experts); replayed by the trainer. None: the trainer's router decides.
+    routed_experts: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
 
 @struct.dataclass
@@ -55,6 +58,9 @@ class TrainBatch:
     behaviour_logprobs: Array  # [B, T] float32, rollout engine's logprob of the target
     old_logprobs: Array  # [B, T] float32, log pi_old(target); the loop fills it
     ref_logprobs: Array  # [B, T] float32, log pi_0(target); the loop fills it (or zeros)
+    # [B, T, L, R] int32 MoE experts to replay at each position, -1 where the trainer's router
+    # decides; None when no sequence carries recorded routing.
+    routed_experts: Array | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -142,6 +148,7 @@ def make_batch(
     mask = np.zeros((B, T), np.float32)
     adv = np.zeros((B, T), np.float32)
     blp = np.zeros((B, T), np.float32)
+    routed = _routed_layout(seqs, layout, B, T)
     for r, members in enumerate(layout):
         start = 0
         for k, i in enumerate(members):
@@ -158,8 +165,31 @@ def make_batch(
             mask[r, resp] = 1.0 if s.response_mask is None else np.asarray(s.response_mask)
             adv[r, resp] = s.advantage
             blp[r, resp] = np.asarray(s.response_logprobs, np.float32)
+            if s.routed_experts is not None:
+                routed[r, start : start + n - 1] = s.routed_experts
             start += n
-    return TrainBatch(ids, pos, seg, tgt, mask, adv, blp, blp.copy(), np.zeros_like(blp))
+    return TrainBatch(
+        ids, pos, seg, tgt, mask, adv, blp, blp.copy(), np.zeros_like(blp), routed_experts=routed
+    )
+
+
+def _routed_layout(
+    seqs: Seq[Sequence], layout: list[list[int]], B: int, T: int
+) -> np.ndarray | None:
+    """A [B, T, L, R] int32 array of -1 (the router decides) when any sequence carries routing;
+    checks every recorded routing has one row per fed token (prompt + response - 1)."""
+    shapes = {s.routed_experts.shape[1:] for s in seqs if s.routed_experts is not None}
+    if not shapes:
+        return None
+    if len(shapes) > 1:
+        raise ValueError(f"sequences carry routed experts of different shapes {sorted(shapes)}")
+    for s in seqs:
+        n = len(s.prompt_ids) + len(s.response_ids) - 1
+        if s.routed_experts is not None and len(s.routed_experts) != n:
+            raise ValueError(
+                f"routed experts for {len(s.routed_experts)} tokens; the sequence feeds {n}"
+            )
+    return np.full((B, T, *shapes.pop()), -1, np.int32)
 
 
 def response_logprobs(

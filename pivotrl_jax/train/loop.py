@@ -40,7 +40,7 @@ from pivotrl_jax.train.batching import Sequence as Seq
 from pivotrl_jax.train.batching import TrainBatch, make_batch
 from pivotrl_jax.train.checkpoint import Checkpointer
 from pivotrl_jax.train.losses import LossConfig
-from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule
+from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule, policy_config
 from pivotrl_jax.train.state import (
     Params,
     Policy,
@@ -202,7 +202,11 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         rollout=RolloutConfig(**cfg.rollout.to_dict()),
         loss=LossConfig(**loss),
         optim=OptimConfig(**cfg.optim.to_dict()),
-        step=StepConfig(micro_batches=t.micro_batches, entropy_metric=t.entropy_metric),
+        step=StepConfig(
+            micro_batches=t.micro_batches,
+            entropy_metric=t.entropy_metric,
+            router_aux_coef=t.router_aux_coef,
+        ),
         engine=EngineSpec.from_mapping(cfg.engine.to_dict()),
     )
 
@@ -277,6 +281,7 @@ def group_sequences(
                         comp.token_ids,
                         comp.logprobs,
                         float(advantages[p, g]),
+                        routed_experts=comp.routed_experts,
                     )
                 )
     return out
@@ -345,8 +350,7 @@ def build_parts(
     model_config: ModelConfig,
 ) -> Parts:
     """Policy, optimizer state and reference on `mesh` from `initial_params` (pi_0)."""
-    model_config = model_config.replace(param_dtype=cfg.optim.master_dtype)
-    policy = make_policy(model_config, mesh)
+    policy = make_policy(policy_config(model_config, cfg.optim), mesh)
     tx = make_optimizer(cfg.optim)
     schedule = make_schedule(cfg.optim)
     params = place_params(policy, initial_params, cfg.optim.dtype)

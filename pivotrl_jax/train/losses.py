@@ -41,6 +41,7 @@ from pivotrl_jax.train.aggregation import (
     per_token,
 )
 from pivotrl_jax.train.kl import KL_ESTIMATORS, KL_REFUSED_AS_LOSS, kl_estimate
+from pivotrl_jax.train.routing import METRIC_REDUCTIONS as ROUTER_METRIC_REDUCTIONS
 
 Array = jax.Array
 
@@ -238,6 +239,7 @@ METRIC_REDUCTIONS: Mapping[str, str] = {
     "tis/weight_mean": "token_mean",
     "mismatch/mean_abs": "token_mean",
     "mismatch/max_abs": "max",
+    **ROUTER_METRIC_REDUCTIONS,
 }
 
 

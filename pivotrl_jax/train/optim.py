@@ -5,7 +5,10 @@
     p   <- p - lr(t) · (m̂ / (sqrt(v̂) + eps) + wd · p)
 
 Schedules live in `SCHEDULES`, one pure function of the config per name. The defaults are the
-PivotRL recipe (REFERENCE §1): constant lr 1e-6, Adam (0.9, 0.999), weight decay 0, clip 1.0.
+PivotRL recipe (REFERENCE §1): constant lr 1e-6, Adam (0.9, 0.999), weight decay 0, clip 1.0,
+MoE router frozen. A frozen parameter (`frozen_labels`) is left out of the clip norm and of Adam:
+it gets no update and no optimizer state (the model also stops its gradient:
+`ModelConfig.router_trainable`).
 
 >>> schedule = make_schedule(OptimConfig(learning_rate=1.0, schedule="warmup_cosine",
 ...                                        warmup_steps=10, decay_steps=110))
@@ -17,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
-from pivotrl_jax.models.config import DTYPES
+from pivotrl_jax.models.config import DTYPES, ModelConfig
 from pivotrl_jax.registry import Registry
 
 Schedule = Callable[..., optax.Schedule]
@@ -41,6 +46,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # global-norm clip; 0 disables
     master_dtype: str = "float32"  # dtype the policy parameters (and Adam moments) are kept in
+    freeze_router: bool = True  # MoE routers W_r: no gradient, no update, no optimizer state
 
     def __post_init__(self):
         SCHEDULES.get(self.schedule)
@@ -96,8 +102,26 @@ def make_schedule(cfg: OptimConfig) -> optax.Schedule:
     return SCHEDULES.get(cfg.schedule)(cfg)
 
 
+def policy_config(model: ModelConfig, cfg: OptimConfig) -> ModelConfig:
+    """The model config the trained policy runs with: parameters in the master dtype, and no
+    gradient into frozen routers."""
+    return model.replace(param_dtype=cfg.master_dtype, router_trainable=not cfg.freeze_router)
+
+
+def frozen_labels(cfg: OptimConfig) -> Callable[[Any], Any]:
+    """params -> the same tree of "frozen" / "trained" labels (a router is a leaf named
+    `router`)."""
+
+    def label(path, _):
+        frozen = cfg.freeze_router and any(getattr(k, "key", None) == "router" for k in path)
+        return "frozen" if frozen else "trained"
+
+    return lambda params: jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """clip_by_global_norm (when grad_clip > 0) followed by AdamW on the schedule."""
+    """clip_by_global_norm (when grad_clip > 0) followed by AdamW on the schedule, over the
+    parameters that are not frozen; frozen ones get zero updates and keep no state."""
     adam = optax.adamw(
         make_schedule(cfg),
         b1=cfg.b1,
@@ -105,6 +129,8 @@ def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
         eps=cfg.eps,
         weight_decay=cfg.weight_decay,
     )
-    if cfg.grad_clip > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adam)
-    return optax.chain(optax.identity(), adam)
+    clip = optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0 else optax.identity()
+    trained = optax.chain(clip, adam)
+    return optax.multi_transform(
+        {"trained": trained, "frozen": optax.set_to_zero()}, frozen_labels(cfg)
+    )

@@ -26,12 +26,14 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding
 
-from pivotrl_jax.models.sharding import logical_to_spec
-from pivotrl_jax.models.transformer import forward
+from pivotrl_jax.models.moe_routing import RouterStats
+from pivotrl_jax.models.sharding import OnMesh, logical_to_spec
+from pivotrl_jax.models.transformer import forward_with_routing
 from pivotrl_jax.train.aggregation import LossParts, loss_value
 from pivotrl_jax.train.batching import TrainBatch
 from pivotrl_jax.train.logprobs import token_logprobs
 from pivotrl_jax.train.losses import LossConfig, grpo_objective, merge_metrics, token_entropy
+from pivotrl_jax.train.routing import finish_metrics, router_terms
 from pivotrl_jax.train.state import Params, Policy, TrainState, abstract_train_state
 
 Array = jax.Array
@@ -43,6 +45,7 @@ Objective = Callable[[Array, Array | None, TrainBatch], tuple[LossParts, dict[st
 class StepConfig:
     micro_batches: int = 1  # M: gradient accumulation steps per update
     entropy_metric: bool = True  # per-token entropy (a [B, T, V] softmax) for metrics/bonus
+    router_aux_coef: float = 0.0  # MoE load-balancing loss weight (train/routing.py)
 
     def __post_init__(self):
         if self.micro_batches < 1:
@@ -95,14 +98,20 @@ def merge_micro(x: Array) -> Array:
 
 def policy_logprobs(
     graphdef, params: Params, batch: TrainBatch, with_entropy: bool
-) -> tuple[Array, Array | None]:
-    """log pi(target_t) [B, T] and, optionally, the entropy [B, T] of pi at each position."""
-    logits = forward(
-        graphdef, params, batch.input_ids, batch.positions, batch.segment_ids
+) -> tuple[Array, Array | None, RouterStats | None]:
+    """log pi(target_t) [B, T], optionally the entropy [B, T] of pi at each position, and the
+    MoE routers' statistics (the batch's recorded routing replayed where it has any)."""
+    logits, _, stats = forward_with_routing(
+        graphdef,
+        params,
+        batch.input_ids,
+        batch.positions,
+        batch.segment_ids,
+        batch.routed_experts,
     )  # [B, T, V] float32
     logprobs = token_logprobs(logits, batch.targets)  # [B, T] float32
     entropy = token_entropy(logits) if with_entropy else None
-    return logprobs, entropy
+    return logprobs, entropy, stats
 
 
 def _constrain(tree: Any, shardings: Any) -> Any:
@@ -122,9 +131,10 @@ def accumulate_gradients(
     """
 
     def loss_fn(p, mb):
-        logprobs, entropy = policy_logprobs(policy.graphdef, p, mb, cfg.entropy_metric)
+        logprobs, entropy, stats = policy_logprobs(policy.graphdef, p, mb, cfg.entropy_metric)
         parts, metrics = objective(logprobs, entropy, mb)
-        return parts.sum, (parts.count, metrics)
+        parts, router = router_terms(parts, stats, mb.routed_experts, cfg.router_aux_coef)
+        return parts.sum, (parts.count, {**metrics, **router})
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     m = cfg.micro_batches
@@ -154,7 +164,7 @@ def accumulate_gradients(
     # d(sum / count) = d(sum) / count: count depends on masks only. count 0 gives zero grads.
     scale = jnp.where(count > 0, 1.0 / jnp.where(count > 0, count, 1.0), 0.0)
     grads = jax.tree.map(lambda g, p: (g * scale).astype(p.dtype), grads, params)
-    return grads, LossParts(total, count), metrics
+    return grads, LossParts(total, count), finish_metrics(metrics)
 
 
 def _all_finite(tree: Any) -> Array:
@@ -204,7 +214,9 @@ def make_train_step(
 
     abstract = abstract_train_state(policy, tx, master_dtype)
     shardings = jax.tree.map(lambda x: x.sharding, abstract)
-    return jax.jit(train_step, donate_argnums=0, out_shardings=(shardings, None))
+    return OnMesh(
+        jax.jit(train_step, donate_argnums=0, out_shardings=(shardings, None)), policy.mesh
+    )
 
 
 def make_logprobs_fn(
@@ -228,7 +240,7 @@ def make_logprobs_fn(
         _, out = jax.lax.scan(body, None, micro)  # [M, B/M, T]
         return merge_micro(out)
 
-    return jax.jit(fn)
+    return OnMesh(jax.jit(fn), policy.mesh)
 
 
 def place_batch(batch: TrainBatch, policy: Policy) -> TrainBatch:
