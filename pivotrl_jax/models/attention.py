@@ -83,12 +83,14 @@ class Attention(nnx.Module):
         *,
         rope_theta: float,
         eps: float,
+        chunk: int = 0,
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         D, N, K, H = hidden_size, num_heads, num_kv_heads, head_dim
         self.rope_theta = rope_theta
+        self.chunk = chunk  # > 0: queries in chunks of this many (attention_chunked.py)
         self.dtype = dtype
         self.q_proj = nnx.Param(
             normal_init(("embed", "heads", "head_dim"))(rngs.params(), (D, N, H), param_dtype)
@@ -129,6 +131,14 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
             v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             cache_kv = (k, v)
-        mask = attention_mask(positions, segment_ids, kv_positions, kv_segment_ids)
-        out = attend(q, k.astype(dt), v.astype(dt), mask)  # [B, T, N, H]
+        if self.chunk and q.shape[1] > self.chunk:
+            from pivotrl_jax.models.attention_chunked import attend_in_chunks
+
+            out = attend_in_chunks(
+                q, k.astype(dt), v.astype(dt), positions, segment_ids, kv_positions,
+                kv_segment_ids, self.chunk,
+            )  # fmt: skip
+        else:
+            mask = attention_mask(positions, segment_ids, kv_positions, kv_segment_ids)
+            out = attend(q, k.astype(dt), v.astype(dt), mask)  # [B, T, N, H]
         return jnp.einsum("BTNH,NHD->BTD", out, self.o_proj[...].astype(dt)), cache_kv

@@ -68,6 +68,7 @@ class ModelConfig:
     remat: str = "none"  # per-layer rematerialisation: none | full | dots
     moe_dispatch: str = "expert_parallel"  # a name in models.moe_dispatch.DISPATCH
     moe_chunk: int = 0  # MoE dispatch over this many positions of a row at a time; 0: whole rows
+    attention_chunk: int = 0  # queries per attention chunk on long rows; 0: the whole row
     router_trainable: bool = True  # False: the router gets no gradient (frozen in RL)
 
     def __post_init__(self):
@@ -120,8 +121,9 @@ class ModelConfig:
                 raise ModelConfigError(
                     name, f"{getattr(self, name)!r} is not one of {sorted(DTYPES)}"
                 )
-        if self.moe_chunk < 0:
-            raise ModelConfigError("moe_chunk", f"must be >= 0, got {self.moe_chunk}")
+        for name in ("moe_chunk", "attention_chunk"):
+            if getattr(self, name) < 0:
+                raise ModelConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.remat not in REMAT_CHOICES:
             raise ModelConfigError("remat", f"{self.remat!r} is not one of {REMAT_CHOICES}")
 
@@ -153,8 +155,8 @@ class ModelConfig:
         """Reads a transformers `config.json` dict (model_type qwen3 or qwen3_moe).
 
         `overrides` set the run fields (dtype, param_dtype, remat, moe_dispatch, moe_chunk,
-        router_trainable) or replace any field. Unsupported features (sliding window, attention
-        bias, scaled RoPE) are errors, not silently ignored.
+        attention_chunk, router_trainable) or replace any field. Unsupported features (sliding
+        window, attention bias, scaled RoPE) are errors, not silently ignored.
         """
         model_type = hf.get("model_type")
         if model_type not in _MODEL_TYPES:

@@ -52,6 +52,7 @@ class DecoderLayer(nnx.Module):
             c.head_dim,
             rope_theta=c.rope_theta,
             eps=c.rms_norm_eps,
+            chunk=c.attention_chunk,
             **kw,
         )
         self.post_attn_norm = RMSNorm(c.hidden_size, axis_name="embed", eps=c.rms_norm_eps, **kw)

@@ -117,14 +117,17 @@ def place_params(policy: Policy, params: Params, dtype: jnp.dtype) -> Params:
 def opt_state_shardings(
     tx: optax.GradientTransformation, policy: Policy, abstract_params: Params
 ) -> optax.OptState:
-    """Moments shard like their parameters; counts and other scalars are replicated."""
+    """Moments shard like their parameters; counts and other scalars are replicated; frozen
+    parameters have no moments (optax.MaskedNode) and keep none."""
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    masked = lambda v: isinstance(v, optax.MaskedNode)
     return optax.tree_map_params(
         tx,
-        lambda _, sharding: sharding,
+        lambda v, sharding: v if masked(v) else sharding,
         abstract_opt,
         policy.param_shardings,
         transform_non_params=lambda _: replicated(policy.mesh),
+        is_leaf=masked,
     )
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from pivotrl_jax.models import default_positions, load_hf
+from pivotrl_jax.models.moe_routing import load_balancing_loss
 from pivotrl_jax.models.testing import TINY_CONFIGS, jitted_logits, random_tokens, reference_logits
+from pivotrl_jax.models.transformer import forward_with_routing
 
 TOL = 1e-4
 MOE = [n for n, c in TINY_CONFIGS.items() if c.is_moe]
@@ -40,12 +43,50 @@ def test_logits_match_transformers(name, reference):
     np.testing.assert_allclose(_ours(model, ids), theirs, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("dispatch", ["dense", "ragged", "blocked"])
 @pytest.mark.parametrize("name", MOE)
-def test_ragged_dispatch_matches_transformers(name, reference):
+def test_every_dispatch_matches_transformers(name, dispatch, reference):
     folder, ref = reference(name)
-    model, _ = load_hf(folder, moe_dispatch="ragged")
+    model, _ = load_hf(folder, moe_dispatch=dispatch)
     ids = random_tokens(TINY_CONFIGS[name], batch=2, length=9, seed=2)
     np.testing.assert_allclose(_ours(model, ids), reference_logits(ref, ids), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["moe_topk_norm", "moe_step2_mlp_only"])
+def test_load_balancing_loss_matches_transformers(name, reference):
+    """Our router statistics give transformers' load_balancing_loss_func on its own router
+    logits, padding masked out, and the same top-k experts at every real token."""
+    import torch
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    folder, ref = reference(name)
+    config = TINY_CONFIGS[name]
+    model, _ = load_hf(folder)
+    ids = random_tokens(config, batch=3, length=11, seed=5)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 3:] = 0
+    graphdef, params = nnx.split(model)
+    m = jnp.asarray(mask)
+    _, _, stats = forward_with_routing(graphdef, params, jnp.asarray(ids), default_positions(m), m)
+    with torch.no_grad():
+        out = ref(
+            input_ids=torch.as_tensor(ids, dtype=torch.long),
+            attention_mask=torch.as_tensor(mask, dtype=torch.long),
+            output_router_logits=True,
+        )
+        theirs = load_balancing_loss_func(
+            out.router_logits, config.num_experts, config.num_experts_per_tok,
+            torch.as_tensor(mask),
+        )  # fmt: skip
+    assert float(load_balancing_loss(stats)) == pytest.approx(float(theirs), rel=1e-5)
+    real = mask.reshape(-1).astype(bool)
+    for layer_logits, experts in zip(out.router_logits, np.asarray(stats.experts)):
+        top = torch.topk(layer_logits.float(), config.num_experts_per_tok, dim=-1).indices
+        np.testing.assert_array_equal(
+            np.sort(experts.reshape(-1, config.num_experts_per_tok)[real], axis=-1),
+            np.sort(top.numpy()[real], axis=-1),
+        )
 
 
 @pytest.mark.parametrize("name", ["dense_untied_mha", "moe_topk_norm"])
