@@ -38,7 +38,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.trajectories = config_dict.placeholder(str)  # SFT: a candidates folder (pivotrl sft)
     c.seed = 0
     c.mesh_shape = (1, -1, 1, 1)  # (data, fsdp, tensor, expert); one -1 takes the rest
-    c.model_overrides = config_dict.ConfigDict(dict(dtype="", remat="none", moe_dispatch=""))
+    c.model_overrides = config_dict.ConfigDict(
+        dict(dtype="", remat="none", moe_dispatch="", moe_chunk=0, attention_chunk=0)
+    )
 
     c.train = config_dict.ConfigDict(
         dict(

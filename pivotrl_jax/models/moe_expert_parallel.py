@@ -88,14 +88,26 @@ def _device_dispatch(
     e: int,
     grouped: str,
     tensor: bool,
+    replicas: tuple[str, ...],
 ) -> Array:
-    """Steps 1-4 of the module docstring on one device (inside shard_map)."""
+    """Steps 1-4 of the module docstring on one device (inside shard_map). `replicas` are the
+    token axes the expert weights are replicated over."""
+    if replicas:
+        # Weights as values that vary over the token axes up front: the transpose of this cast
+        # (the sum of their gradients over those axes) then happens here, once, and not inside
+        # the blocked FFN's per-device `lax.cond`, where devices that skip a block would leave
+        # the others waiting in the collective. The same for tokens over `tensor` below.
+        gate, up, down = (jax.lax.pcast(w, replicas, to="varying") for w in (gate, up, down))
+    over_tensor = (
+        (lambda a: jax.lax.pcast(a, (TENSOR_AXIS,), to="varying")) if tensor else (lambda a: a)
+    )
     n, R = experts.shape
     D = x.shape[-1]
     El = gate.shape[0]
     M = n * R
     if e == 1:  # every expert is here: no exchange
-        ys = expert_rows(jnp.repeat(x, R, axis=0), experts.reshape(-1), gate, up, down, grouped)
+        xs = over_tensor(jnp.repeat(x, R, axis=0))
+        ys = expert_rows(xs, experts.reshape(-1), gate, up, down, grouped)
         if tensor:
             ys = jax.lax.psum(ys, TENSOR_AXIS)
         return jnp.einsum("NRD,NR->ND", ys.reshape(n, R, D), weights.astype(x.dtype))
@@ -115,7 +127,7 @@ def _device_dispatch(
     rx = go(xs, jnp.zeros((e * M, D), x.dtype), starts, counts, mine, recv_counts)
     rid = go(local_ids, jnp.full((e * M,), El, jnp.int32), starts, counts, mine, recv_counts)
 
-    ys = expert_rows(rx, rid, gate, up, down, grouped)  # [e * M, D]
+    ys = expert_rows(over_tensor(rx), rid, gate, up, down, grouped)  # [e * M, D]
     if tensor:  # partial sums over the F shards
         ys = jax.lax.psum(ys, TENSOR_AXIS)
 
@@ -148,7 +160,10 @@ def expert_parallel_dispatch(x, weights, experts, gate, up, down):
     ws = jnp.pad(weights.reshape(N, R), ((0, pad), (0, 0)))
     ids = jnp.pad(experts.reshape(N, R), ((0, pad), (0, 0)), constant_values=E)
     rows = P(token_axes or None, None)
-    body = functools.partial(_device_dispatch, e=e, grouped=local_grouped(), tensor=tensor)
+    replicas = tuple(a for a in token_axes if a != EXPERT_AXIS)
+    body = functools.partial(
+        _device_dispatch, e=e, grouped=local_grouped(), tensor=tensor, replicas=replicas
+    )
     y = jax.shard_map(
         body,
         in_specs=(

@@ -44,11 +44,13 @@ MeshAxes = tuple[str, ...]
 @dataclasses.dataclass(frozen=True)
 class ShardingRules:
     """Logical axis -> mesh axes. The defaults are FSDP on `embed`, Megatron-style tensor
-    parallelism on heads / MLP / vocab, and expert parallelism on `experts`."""
+    parallelism on heads / MLP / vocab, and expert parallelism on `experts`. Rows of the batch
+    go over `expert` too, so outside the experts that axis is one more FSDP axis: `embed`
+    shards over it wherever an array does not already use it for its experts."""
 
     batch: MeshAxes = ("data", "fsdp", "expert")  # activations and KV caches only
     vocab: MeshAxes = ("tensor",)
-    embed: MeshAxes = ("fsdp",)
+    embed: MeshAxes = ("fsdp", "expert")
     heads: MeshAxes = ("tensor",)
     kv_heads: MeshAxes = ("tensor",)
     head_dim: MeshAxes = ()
@@ -98,6 +100,8 @@ def logical_to_spec(
         for axis in rules.mesh_axes(name):
             if axis not in mesh.shape or axis in used:
                 continue
+            if axes and mesh.shape[axis] == 1:
+                continue  # a size-1 axis adds nothing beside another one
             if size % (int(np.prod([mesh.shape[a] for a in axes])) * mesh.shape[axis]):
                 continue  # does not divide: leave this dimension less sharded
             axes.append(axis)

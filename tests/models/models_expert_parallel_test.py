@@ -15,8 +15,8 @@ import textwrap
 
 import pytest
 
-SCRIPT = textwrap.dedent("""
-    import json, os, sys
+SCRIPT = textwrap.dedent(r"""
+    import json, os, re, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np
     from flax import nnx
@@ -67,6 +67,26 @@ SCRIPT = textwrap.dedent("""
         return dict(value=value, logits=logits, grads=grads, experts=stats.experts,
                     load=stats.load, cached=jnp.concatenate([pre, last], axis=1))
 
+    def collectives_in_branches(hlo):
+        comps = {}
+        for block in re.split(r"\n(?=\S)", hlo):
+            m = re.match(r"(?:ENTRY )?%?([\w.\-]+)", block)
+            if m:
+                comps[m.group(1)] = block
+        called = lambda blk: re.findall(r"(?:to_apply|calls|body|condition)=%?([\w.\-]+)", blk)
+        def collectives(name, seen):
+            if name in seen:
+                return 0
+            seen.add(name)
+            blk = comps.get(name, "")
+            n = len(re.findall(r"= \S+ (?:all-reduce|all-to-all|all-gather|reduce-scatter|"
+                               r"collective-permute)\(", blk))
+            return n + sum(collectives(c, seen) for c in called(blk))
+        branches = set()
+        for group in re.findall(r"branch_computations=\{([^}]*)\}", hlo):
+            branches |= {b.strip().lstrip("%") for b in group.split(",")}
+        return sum(collectives(b, set()) for b in branches)
+
     def fetch(tree):
         return jax.tree.map(np.asarray, tree)
 
@@ -87,6 +107,15 @@ SCRIPT = textwrap.dedent("""
                 "experts_equal": bool(np.array_equal(got["experts"], want["experts"])),
                 "load_equal": bool(np.array_equal(got["load"], want["load"])),
             }
+        # No collective may sit inside a conditional: devices that take different branches
+        # (the blocked FFN skips unused blocks) would wait for each other forever.
+        graphdef = nnx.graphdef(nnx.eval_shape(
+            lambda: Transformer(config.replace(moe_dispatch="expert_parallel"),
+                                rngs=nnx.Rngs(0))))
+        params = jax.device_put(state, param_shardings(state, mesh, DEFAULT_RULES))
+        hlo = jax.jit(jax.grad(lambda p: jnp.mean(forward_with_routing(
+            graphdef, p, ids, pos, mask)[0]))).lower(params).compile().as_text()
+    out["collectives_in_branches"] = collectives_in_branches(hlo)
     out["grad_scale"] = max(float(np.abs(g).max()) for g in jax.tree.leaves(want["grads"]))
     out["logit_scale"] = float(np.abs(want["logits"]).max())
     print(json.dumps(out))
@@ -117,6 +146,7 @@ def test_dispatch_forms_agree_on_mesh(mesh):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # The reference is not trivially small: a wrong expert or a lost token would show.
     assert out["grad_scale"] > 1e-2 and out["logit_scale"] > 0.5, out
+    assert out["collectives_in_branches"] == 0, out
     for dispatch in ("dense", "ragged", "expert_parallel"):
         r = out[dispatch]
         assert r["experts_equal"] and r["load_equal"], (dispatch, r)

@@ -127,13 +127,16 @@ def random_prompts(lengths: list[int], seed: int) -> list[list[int]]:
     return [rng.integers(0, VOCAB, length).tolist() for length in lengths]
 
 
-def launch_cpu_server(model_dir: Path, log_path: Path, weight_version: str = "0") -> ServerProcess:
+def launch_cpu_server(
+    model_dir: Path, log_path: Path, weight_version: str = "0", routed_experts: bool = False
+) -> ServerProcess:
     return launch(
         ServerConfig(
             model_path=str(model_dir),
             preset="cpu",
             python=str(SGLANG_PYTHON),
             weight_version=weight_version,
+            routed_experts=routed_experts,
             log_path=str(log_path),
             startup_timeout_s=600,
         )

@@ -1,0 +1,232 @@
+"""Ahead-of-time memory plan of the whole PivotRL train step on a simulated device mesh.
+
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py:v5p-128
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_h100.py
+    python benchmarks/memory_plan.py --config configs/train.py:tiny --config.model_dir=runs/m
+
+The config is a train config (configs/train.py's keys); the model's architecture is its
+`plan.hf_config` (a config.json dict) or `model_dir/config.json`. With as many simulated CPU
+devices as the config's mesh has (`--devices` when its shape holds a -1), the script builds
+what `pivotrl train` builds — policy and its sharding rules, optimizer, frozen reference,
+`train.make_train_step`, `train.make_logprobs_fn`, a batch of pivots_per_step x group_size rows
+of the longest length bucket (routed experts included when the engine returns them) — as
+ShapeDtypeStructs with NamedShardings, never materialising a weight, lowers and compiles both
+jitted functions, and prints one JSON line of per-device bytes:
+
+    params, opt_state, reference, batch   the arrays' shards on one device (from the shardings)
+    train_step_temp, logprobs_temp        XLA's temporaries of each compiled program
+    per_device_total                      resident state + the larger of the two temporaries
+
+with `per_device_total_gib`, the device memory `hbm_gib` (config `plan.hbm_gib`) and `fits`.
+XLA:CPU plans the buffers here; a TPU or GPU compile schedules them differently, and on CPU
+the MoE exchange is the padded all-to-all (the ragged one needs no more), so treat the
+temporaries as an estimate, the resident state as exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
+    ap.add_argument("--devices", type=int, default=0, help="simulated devices (default: mesh)")
+    args, rest = ap.parse_known_args(argv)
+    overrides = [a[len("--config.") :] for a in rest if a.startswith("--config.")]
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        ap.error(f"unrecognised arguments {unknown}")
+    return args, overrides
+
+
+def device_count(cfg, requested: int) -> int:
+    shape = tuple(cfg.mesh_shape)
+    if -1 in shape:
+        if not requested:
+            raise SystemExit(f"mesh_shape {shape} has a -1: give --devices")
+        return requested
+    n = math.prod(shape)
+    if requested and requested != n:
+        raise SystemExit(f"--devices {requested} != the {n} devices of mesh_shape {shape}")
+    return n
+
+
+def shard_bytes(tree) -> int:
+    """Bytes of one device's shards of every ShapeDtypeStruct (with a sharding) in `tree`."""
+    import jax
+    import numpy as np
+
+    total = 0
+    for x in jax.tree.leaves(tree):
+        shape = x.sharding.shard_shape(x.shape)
+        total += int(np.prod(shape, dtype=np.int64)) * np.dtype(x.dtype).itemsize
+    return total
+
+
+def abstract_batch(policy, rows: int, length: int, routed: tuple[int, int] | None):
+    """A TrainBatch of ShapeDtypeStructs, rows over the batch axes (as place_batch puts it)."""
+    import jax
+    import jax.numpy as jnp
+
+    from pivotrl_jax.train.batching import TrainBatch
+    from pivotrl_jax.train.step import batch_sharding
+
+    def spec(dtype, *trailing):
+        shape = (rows, length, *trailing)
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding(policy, shape))
+
+    i32, f32 = jnp.int32, jnp.float32
+    return TrainBatch(
+        input_ids=spec(i32),
+        positions=spec(i32),
+        segment_ids=spec(i32),
+        targets=spec(i32),
+        loss_mask=spec(f32),
+        advantages=spec(f32),
+        behaviour_logprobs=spec(f32),
+        old_logprobs=spec(f32),
+        ref_logprobs=spec(f32),
+        routed_experts=None if routed is None else spec(i32, *routed),
+    )
+
+
+def model_config(cfg):
+    from pivotrl_jax.models.config import ModelConfig
+    from pivotrl_jax.models.weights import read_config
+
+    overrides = {k: v for k, v in cfg.model_overrides.to_dict().items() if v and v != "none"}
+    if "plan" in cfg and cfg.plan.get("hf_config"):
+        return ModelConfig.from_hf_config(cfg.plan.hf_config.to_dict(), **overrides)
+    if not cfg.model_dir:
+        raise SystemExit("no architecture: set plan.hf_config or model_dir in the config")
+    return read_config(cfg.model_dir, **overrides)
+
+
+def plan(cfg) -> dict:
+    import jax
+    import numpy as np
+
+    from pivotrl_jax.config import mesh_from_config
+    from pivotrl_jax.models.config import DTYPES
+    from pivotrl_jax.models.sharding import MESH_AXES
+    from pivotrl_jax.train import loop
+    from pivotrl_jax.train import state as st
+    from pivotrl_jax.train.optim import make_optimizer, make_schedule, policy_config
+    from pivotrl_jax.train.step import grpo_loss, make_logprobs_fn, make_train_step
+
+    gcfg = loop.grpo_config(cfg)
+    model = policy_config(model_config(cfg), gcfg.optim)
+    mesh = mesh_from_config(gcfg.mesh_shape, MESH_AXES)
+    policy = st.make_policy(model, mesh)
+    tx = make_optimizer(gcfg.optim)
+    state = st.abstract_train_state(policy, tx, gcfg.optim.dtype)
+    reference = (
+        st.abstract_params_like(policy, DTYPES[gcfg.reference_dtype])
+        if gcfg.need_reference
+        else None
+    )
+    rows = gcfg.pivots_per_step * gcfg.rollout.group_size
+    length = max(gcfg.buckets())
+    L = sum(model.is_moe_layer(i) for i in range(model.num_hidden_layers))
+    routed = (L, model.num_experts_per_tok) if gcfg.engine.routed_experts and L else None
+    batch = abstract_batch(policy, rows, length, routed)
+
+    step = make_train_step(
+        policy,
+        tx,
+        grpo_loss(gcfg.loss),
+        gcfg.step,
+        make_schedule(gcfg.optim),
+        master_dtype=gcfg.optim.dtype,
+    )
+    logprobs = make_logprobs_fn(policy, gcfg.step.micro_batches)
+    start = time.perf_counter()
+    compiled_step = step.lower(state, batch).compile()
+    step_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled_lp = logprobs.lower(reference or state.params, batch).compile()
+    logprobs_s = time.perf_counter() - start
+    step_mem, lp_mem = compiled_step.memory_analysis(), compiled_lp.memory_analysis()
+
+    per_device = {
+        "params": shard_bytes(state.params),
+        "opt_state": shard_bytes(state.opt_state),
+        "reference": shard_bytes(reference) if reference is not None else 0,
+        "batch": shard_bytes(batch),
+        "train_step_temp": int(step_mem.temp_size_in_bytes),
+        "logprobs_temp": int(lp_mem.temp_size_in_bytes),
+        "code": int(max(step_mem.generated_code_size_in_bytes,
+                        lp_mem.generated_code_size_in_bytes)),  # fmt: skip
+    }
+    resident = sum(per_device[k] for k in ("params", "opt_state", "reference", "batch"))
+    total = resident + max(per_device["train_step_temp"], per_device["logprobs_temp"])
+    total += per_device["code"]
+    hbm = float(cfg.plan.hbm_gib) if "plan" in cfg else 0.0
+    gib = 2.0**30
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+    return {
+        "config": cfg.get("name", ""),
+        "devices": mesh.size,
+        "mesh": dict(mesh.shape),
+        "params_total": n_params,
+        "model": {
+            "layers": model.num_hidden_layers,
+            "hidden": model.hidden_size,
+            "experts": model.num_experts,
+            "top_k": model.num_experts_per_tok,
+            "dtype": model.dtype,
+            "master_dtype": gcfg.optim.master_dtype,
+            "reference_dtype": gcfg.reference_dtype,
+            "remat": model.remat,
+            "moe_dispatch": model.moe_dispatch,
+            "moe_chunk": model.moe_chunk,
+            "attention_chunk": model.attention_chunk,
+        },
+        "batch_shape": {
+            "rows": rows,
+            "length": length,
+            "micro_batches": gcfg.step.micro_batches,
+            "rows_per_micro_batch": rows // gcfg.step.micro_batches,
+            "routed_experts": routed is not None,
+        },
+        "per_device_bytes": per_device,
+        "per_device_gib": {k: round(v / gib, 3) for k, v in per_device.items()},
+        "per_device_total_gib": round(total / gib, 3),
+        "hbm_gib": hbm,
+        "fits": bool(hbm and total / gib <= hbm),
+        "compile_s": {"train_step": round(step_s, 1), "logprobs": round(logprobs_s, 1)},
+        "backend": "XLA:CPU (simulated devices)",
+    }
+
+
+def main(argv: list[str]) -> None:
+    args, overrides = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pivotrl_jax.config import load_config
+
+    cfg = load_config(args.config, overrides)
+    n = device_count(cfg, args.devices)
+    # The device count is fixed when jax starts: set it before the first jax import.
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}"
+    ).strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+
+    if jax.device_count() != n:
+        raise SystemExit(f"got {jax.device_count()} devices, wanted {n} (jax imported too early?)")
+    out = plan(cfg)
+    out["config"] = args.config
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
