@@ -27,12 +27,14 @@ temporaries as an estimate, the resident state as exact.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -110,10 +112,23 @@ def model_config(cfg):
     return read_config(cfg.model_dir, **overrides)
 
 
-def plan(cfg) -> dict:
-    import jax
-    import numpy as np
+@dataclasses.dataclass
+class Planned:
+    """What `pivotrl train` would build for `cfg`, every array abstract (ShapeDtypeStruct with
+    its NamedSharding)."""
 
+    gcfg: Any
+    model: Any
+    policy: Any
+    tx: Any
+    state: Any  # TrainState
+    reference: Any  # params or None
+    batch: Any  # TrainBatch
+    step: Any  # the jitted train step
+    logprobs: Any  # the jitted logprob pass
+
+
+def build(cfg) -> Planned:
     from pivotrl_jax.config import mesh_from_config
     from pivotrl_jax.models.config import DTYPES
     from pivotrl_jax.models.sharding import MESH_AXES
@@ -134,11 +149,9 @@ def plan(cfg) -> dict:
         else None
     )
     rows = gcfg.pivots_per_step * gcfg.rollout.group_size
-    length = max(gcfg.buckets())
     L = sum(model.is_moe_layer(i) for i in range(model.num_hidden_layers))
     routed = (L, model.num_experts_per_tok) if gcfg.engine.routed_experts and L else None
-    batch = abstract_batch(policy, rows, length, routed)
-
+    batch = abstract_batch(policy, rows, max(gcfg.buckets()), routed)
     step = make_train_step(
         policy,
         tx,
@@ -148,11 +161,21 @@ def plan(cfg) -> dict:
         master_dtype=gcfg.optim.dtype,
     )
     logprobs = make_logprobs_fn(policy, gcfg.step.micro_batches)
+    return Planned(gcfg, model, policy, tx, state, reference, batch, step, logprobs)
+
+
+def plan(cfg) -> dict:
+    import jax
+    import numpy as np
+
+    p = build(cfg)
+    gcfg, model, state, reference, batch = p.gcfg, p.model, p.state, p.reference, p.batch
+    rows, length = batch.input_ids.shape
     start = time.perf_counter()
-    compiled_step = step.lower(state, batch).compile()
+    compiled_step = p.step.lower(state, batch).compile()
     step_s = time.perf_counter() - start
     start = time.perf_counter()
-    compiled_lp = logprobs.lower(reference or state.params, batch).compile()
+    compiled_lp = p.logprobs.lower(reference or state.params, batch).compile()
     logprobs_s = time.perf_counter() - start
     step_mem, lp_mem = compiled_step.memory_analysis(), compiled_lp.memory_analysis()
 
@@ -163,8 +186,9 @@ def plan(cfg) -> dict:
         "batch": shard_bytes(batch),
         "train_step_temp": int(step_mem.temp_size_in_bytes),
         "logprobs_temp": int(lp_mem.temp_size_in_bytes),
-        "code": int(max(step_mem.generated_code_size_in_bytes,
-                        lp_mem.generated_code_size_in_bytes)),  # fmt: skip
+        "code": int(
+            max(step_mem.generated_code_size_in_bytes, lp_mem.generated_code_size_in_bytes)
+        ),
     }
     resident = sum(per_device[k] for k in ("params", "opt_state", "reference", "batch"))
     total = resident + max(per_device["train_step_temp"], per_device["logprobs_temp"])
@@ -174,8 +198,8 @@ def plan(cfg) -> dict:
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
     return {
         "config": cfg.get("name", ""),
-        "devices": mesh.size,
-        "mesh": dict(mesh.shape),
+        "devices": p.policy.mesh.size,
+        "mesh": dict(p.policy.mesh.shape),
         "params_total": n_params,
         "model": {
             "layers": model.num_hidden_layers,
@@ -195,7 +219,7 @@ def plan(cfg) -> dict:
             "length": length,
             "micro_batches": gcfg.step.micro_batches,
             "rows_per_micro_batch": rows // gcfg.step.micro_batches,
-            "routed_experts": routed is not None,
+            "routed_experts": batch.routed_experts is not None,
         },
         "per_device_bytes": per_device,
         "per_device_gib": {k: round(v / gib, 3) for k, v in per_device.items()},

@@ -100,11 +100,11 @@ def logical_to_spec(
         for axis in rules.mesh_axes(name):
             if axis not in mesh.shape or axis in used:
                 continue
-            if axes and mesh.shape[axis] == 1:
-                continue  # a size-1 axis adds nothing beside another one
             if size % (int(np.prod([mesh.shape[a] for a in axes])) * mesh.shape[axis]):
                 continue  # does not divide: leave this dimension less sharded
             axes.append(axis)
+        if len(axes) > 1:  # a size-1 axis adds nothing beside another one
+            axes = [a for a in axes if mesh.shape[a] > 1] or axes[:1]
         used.update(axes)
         spec.append(None if not axes else axes[0] if len(axes) == 1 else tuple(axes))
     return PartitionSpec(*spec)

@@ -195,6 +195,27 @@ def test_rules_replicate_what_does_not_divide():
     assert tuple(spec) == ("fsdp", None)
 
 
+def test_embed_shards_over_expert_where_experts_do_not_use_it():
+    class FakeMesh:
+        shape: ClassVar = {"data": 1, "fsdp": 2, "tensor": 1, "expert": 4}
+
+    rules = ShardingRules()
+    # Attention and embeddings: ZeRO over fsdp x expert (the size-1 tensor axis is still named
+    # when it is a dimension's only axis).
+    assert tuple(logical_to_spec(("embed", "heads", "head_dim"), (8, 4, 2), FakeMesh, rules)) == (
+        ("fsdp", "expert"), "tensor", None,
+    )  # fmt: skip
+    # Experts take `expert`; their embed dimension keeps fsdp only.
+    spec = logical_to_spec(("experts", "embed", "mlp"), (8, 8, 6), FakeMesh, rules)
+    assert tuple(spec) == ("expert", "fsdp", "tensor")
+
+    class NoFsdp:
+        shape: ClassVar = {"data": 2, "fsdp": 1, "tensor": 1, "expert": 4}
+
+    # A size-1 axis never joins another one on the same dimension.
+    assert tuple(logical_to_spec(("embed",), (8,), NoFsdp, rules)) == ("expert",)
+
+
 def test_unknown_logical_axis_is_named():
     mesh = make_mesh((1,), ("fsdp",))
     with pytest.raises(KeyError, match="'width'"):
