@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence as Seq
+from typing import Any
 
 import jax
 import numpy as np
@@ -185,33 +186,9 @@ def _check(seqs: Seq[Sequence]) -> None:
             )
 
 
-def make_batch(
-    seqs: Seq[Sequence],
-    *,
-    length_buckets: Seq[int],
-    row_multiple: int = 1,
-    max_rows: int | None = None,
-    pack: bool = False,
-    share_prefix: bool = False,
-    pad_rows: bool = False,
-) -> TrainBatch:
-    """Lays `seqs` out as a numpy-backed TrainBatch (put it on devices with `jax.device_put`).
-
-    `share_prefix` puts sequences with equal prompts after one copy of it (then `pack` packs
-    whole groups into rows); rows are the layout's, rounded up to `row_multiple` (or to
-    `row_multiple` · 2^k with `pad_rows`), at most `max_rows`. old_logprobs starts as a copy
-    of behaviour_logprobs (the engine's), ref_logprobs as zeros.
-    """
-    batch, _ = make_batch_and_layout(
-        seqs,
-        length_buckets=length_buckets,
-        row_multiple=row_multiple,
-        max_rows=max_rows,
-        pack=pack,
-        share_prefix=share_prefix,
-        pad_rows=pad_rows,
-    )
-    return batch
+def make_batch(seqs: Seq[Sequence], **layout: Any) -> TrainBatch:
+    """`make_batch_and_layout(seqs, **layout)`'s batch alone."""
+    return make_batch_and_layout(seqs, **layout)[0]
 
 
 def make_batch_and_layout(
@@ -224,7 +201,14 @@ def make_batch_and_layout(
     share_prefix: bool = False,
     pad_rows: bool = False,
 ) -> tuple[TrainBatch, Layout]:
-    """`make_batch`, and where each sequence landed (for `response_values`)."""
+    """Lays `seqs` out as a numpy-backed TrainBatch (put it on devices with `jax.device_put`),
+    and says where each sequence landed (for `response_values`).
+
+    `share_prefix` puts sequences with equal prompts after one copy of it (then `pack` packs
+    whole groups into rows); rows are the layout's, rounded up to `row_multiple` (or to
+    `row_multiple` · 2^k with `pad_rows`), at most `max_rows`. old_logprobs starts as a copy
+    of behaviour_logprobs (the engine's), ref_logprobs as zeros.
+    """
     _check(seqs)
     units = _units(seqs, share_prefix, max(length_buckets))
     lengths = [u.length(seqs) for u in units]

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.sharding import single_device_mesh
-from pivotrl_jax.models.testing import random_model
+from pivotrl_jax.models.testing import TINY_CONFIGS, random_model
 from pivotrl_jax.train import state as st
 from pivotrl_jax.train.batching import Sequence, make_batch, make_batch_and_layout, response_values
 from pivotrl_jax.train.losses import LossConfig
@@ -23,19 +22,10 @@ from pivotrl_jax.train.step import (
     place_batch,
 )
 
-DENSE = ModelConfig(
-    vocab_size=64,
-    hidden_size=32,
-    intermediate_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-)
-MOE = DENSE.replace(
-    num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16, norm_topk_prob=True
-)
-CONFIGS = {"dense": DENSE, "moe": MOE}
+CONFIGS = {
+    "dense": TINY_CONFIGS["dense_untied_mha"],
+    "moe": TINY_CONFIGS["moe_topk_norm"],
+}
 
 
 def setup(kind: str):
