@@ -71,7 +71,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             beta=0.0,  # k3 KL to pi_0 when > 0 (then also measured)
             max_new_tokens=48,
             max_prompt_len=320,
-            old_logprobs="engine",  # on-policy: the sampler's log-probs are pi_old
+            old_logprobs="auto",  # on-policy: the current policy, detached (no second forward)
             checkpoint_every=50,
         )
     )
