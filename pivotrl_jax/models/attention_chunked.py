@@ -30,6 +30,7 @@ def attend_in_chunks(
     kv_positions: Array,  # [B, S]
     kv_segments: Array,  # [B, S]
     chunk: int,  # C, divides T
+    q_parents: Array | None = None,  # [B, T] (attention.attention_mask)
 ) -> Array:
     """`attend` with its mask, C queries at a time; [B, T, N, H] in q.dtype."""
     B, T, N, H = q.shape
@@ -39,8 +40,10 @@ def attend_in_chunks(
     split = lambda a: jnp.moveaxis(a.reshape(B, n, chunk, *a.shape[2:]), 1, 0)  # [n, B, C, ...]
 
     def one(xs):
-        q_c, pos_c, seg_c = xs  # [B, C, N, H], [B, C], [B, C]
-        return attend(q_c, k, v, attention_mask(pos_c, seg_c, kv_positions, kv_segments))
+        q_c, pos_c, seg_c, par_c = xs  # [B, C, N, H], [B, C], [B, C], [B, C] | None
+        return attend(q_c, k, v, attention_mask(pos_c, seg_c, kv_positions, kv_segments, par_c))
 
-    out = jax.lax.map(jax.checkpoint(one), (split(q), split(q_positions), split(q_segments)))
+    parents = None if q_parents is None else split(q_parents)
+    xs = (split(q), split(q_positions), split(q_segments), parents)
+    out = jax.lax.map(jax.checkpoint(one), xs)
     return jnp.moveaxis(out, 0, 1).reshape(B, T, N, H)

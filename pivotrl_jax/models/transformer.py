@@ -1,10 +1,15 @@
 """The Qwen3 / Qwen3-MoE decoder, and the pure forward the trainer jits.
 
-    logits, cache = model(input_ids, positions, attention_mask, cache=None)
+    logits, cache = model(input_ids, positions, attention_mask, cache=None, parent_ids=None)
+    logits, cache, router = model.run(..., routed_experts=None)     # + the MoE routers' stats
 
 input_ids, positions: [B, T] int; attention_mask: [B, T] int, 0 for padding, 1 for a token
-(or 1, 2, ... numbering packed sequences: see attention.py); cache: a `KVCache` or None.
+(or 1, 2, ... numbering packed sequences: see attention.py); cache: a `KVCache` or None;
+parent_ids: [B, T] int or None, the segment each segment continues (prefix-shared rows).
 logits: [B, T, V] float32; cache: the updated cache, or None when none was given.
+routed_experts: [B, T, L, R] int or None, MoE experts to replay (routing replay; -1 where the
+router decides), L = one entry per MoE layer or per layer; router: `RouterStats` stacked over
+the MoE layers in layer order ([L_moe, ...]), None for a dense model.
 
 >>> from pivotrl_jax.models.config import ModelConfig
 >>> cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -17,6 +22,8 @@ logits: [B, T, V] float32; cache: the updated cache, or None when none was given
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -81,8 +88,10 @@ class DecoderLayer(nnx.Module):
         kv_segment_ids,
         cache_kv=None,
         cache_index=None,
-        replayed=None,  # [B, T, R] experts to force (MoE layers), NOT_REPLAYED = router's own
+        parent_ids=None,
+        replayed=None,  # [B, T, R] experts to force (MoE layers); NOT_REPLAYED: the router's
     ):
+        """-> (x, cache_kv, RouterStats of a MoE layer or None); padding reaches no expert."""
         h, cache_kv = self.attn(
             self.input_norm(x),
             positions,
@@ -91,6 +100,7 @@ class DecoderLayer(nnx.Module):
             kv_segment_ids,
             cache_kv,
             cache_index,
+            parent_ids,
         )
         x = x + h
         if not self.is_moe:
@@ -99,8 +109,47 @@ class DecoderLayer(nnx.Module):
         return x + y, cache_kv, stats
 
 
+def layer_groups(kinds: Sequence[Hashable], max_period: int = 4) -> list[tuple[int, int, int]]:
+    """Cover layers 0..L-1 with runs (start, period, repeats) of a repeated pattern of kinds.
+
+    Layers [start, start + period * repeats) are `repeats` copies of kinds[start:start+period],
+    so one scan over the repeats runs them with one compiled body; a layer that repeats nothing
+    gets a run of its own (repeats 1). Each run is the longest one found from its start.
+
+    >>> layer_groups(["dense", "moe", "moe", "moe"])
+    [(0, 1, 1), (1, 1, 3)]
+    >>> layer_groups(["dense", "moe"] * 3)
+    [(0, 2, 3)]
+    """
+    kinds = tuple(kinds)
+    out, i = [], 0
+    while i < len(kinds):
+        best = (1, 1)
+        for period in range(1, min(max_period, len(kinds) - i) + 1):
+            pattern = kinds[i : i + period]
+            repeats = 1
+            while kinds[i + repeats * period : i + (repeats + 1) * period] == pattern:
+                repeats += 1
+            if repeats > 1 and period * repeats > best[0] * best[1]:
+                best = (period, repeats)
+        out.append((i, *best))
+        i += best[0] * best[1]
+    return out
+
+
+def _stack(states: Sequence[nnx.State]) -> nnx.State:
+    """Per-layer parameter states -> one state whose arrays have a leading [L] axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
 class Transformer(nnx.Module):
-    """Token embedding, `num_hidden_layers` decoder layers, final RMSNorm, output head."""
+    """Token embedding, `num_hidden_layers` decoder layers, final RMSNorm, output head.
+
+    Without a cache the layers run as `lax.scan`s over runs of layers of the same kind
+    (`layer_groups`; `config.scan_layers`), each layer's parameters sliced from a stack made
+    inside the jitted program, so compile time does not grow with depth; `config.remat` then
+    applies to the scan body. With a cache (prefill, decode) they run one after another.
+    """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         c = self.config = config
@@ -122,14 +171,104 @@ class Transformer(nnx.Module):
                 normal_init(("embed", "vocab"))(rngs.params(), (D, V), c.storage_dtype)
             )
 
+    def output_head(self) -> Array:
+        """[D, V] output projection in the compute dtype (the embedding's transpose if tied)."""
+        dt = self.config.compute_dtype
+        if self.config.tie_word_embeddings:
+            return self.embedding[...].astype(dt).T
+        return self.lm_head[...].astype(dt)
+
+    def logits(self, hidden: Array) -> Array:  # [B, T, D] -> [B, T, V] float32
+        # Output logits accumulate and return in float32.
+        return jnp.einsum(
+            "BTD,DV->BTV", hidden, self.output_head(), preferred_element_type=jnp.float32
+        )
+
+    def _remat(self, fn):
+        c = self.config
+        return fn if c.remat == "none" else jax.checkpoint(fn, policy=REMAT_POLICIES.get(c.remat))
+
+    def _replayed(self, routed_experts: Array | None, layers: Sequence[int]) -> Array | None:
+        """[len(layers), B, T, R] experts to replay in `layers` (MoE layers), or None."""
+        if routed_experts is None:
+            return None
+        c = self.config
+        moe = [i for i in range(c.num_hidden_layers) if c.is_moe_layer(i)]
+        # One entry per layer (SGLang's layout) or one per MoE layer.
+        every_layer = routed_experts.shape[2] == c.num_hidden_layers
+        index = [i if every_layer else moe.index(i) for i in layers]
+        return jnp.moveaxis(routed_experts[:, :, jnp.asarray(index)], 2, 0)
+
+    def hidden_states(
+        self,
+        input_ids: Array,  # [B, T]
+        positions: Array,  # [B, T]
+        attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
+        parent_ids: Array | None = None,  # [B, T]; see attention.py
+        routed_experts: Array | None = None,  # [B, T, L, R]; see the module docstring
+    ) -> tuple[Array, RouterStats | None]:
+        """([B, T, D] after the final norm, in the compute dtype; the MoE routers' stats)."""
+        c = self.config
+        segment_ids = attention_mask.astype(jnp.int32)
+        x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
+
+        def apply(layer, x, replayed):
+            kv = (positions, segment_ids)
+            out = layer(x, positions, segment_ids, *kv, parent_ids=parent_ids, replayed=replayed)
+            return out[0], out[2]
+
+        stats: dict[int, RouterStats] = {}  # layer -> its routers' stats
+        kinds = [c.is_moe_layer(i) for i in range(c.num_hidden_layers)]
+        runs = layer_groups(kinds) if c.scan_layers else [(0, len(kinds), 1)]
+        for start, period, repeats in runs:
+            index = [[start + r * period + j for j in range(period)] for r in range(repeats)]
+            if repeats == 1:
+                for i in index[0]:
+                    replayed = self._replayed(routed_experts, [i])
+                    x, layer_stats = self._remat(
+                        lambda x, rep, layer=self.layers[i]: apply(
+                            layer, x, None if rep is None else rep[0]
+                        )
+                    )(x, replayed)
+                    if layer_stats is not None:
+                        stats[i] = layer_stats
+                continue
+            graphdefs = [nnx.split(self.layers[i])[0] for i in index[0]]
+            stacks = [
+                _stack([nnx.split(self.layers[row[j]])[1] for row in index]) for j in range(period)
+            ]
+            replays = [
+                self._replayed(routed_experts, [row[j] for row in index]) if kinds[start + j]
+                else None
+                for j in range(period)
+            ]  # fmt: skip
+
+            def body(x, xs, graphdefs=graphdefs):
+                states, replays = xs
+                out = []
+                for graphdef, state, replayed in zip(graphdefs, states, replays):
+                    x, layer_stats = apply(nnx.merge(graphdef, state), x, replayed)
+                    out.append(layer_stats)
+                return x, out
+
+            x, per_layer = jax.lax.scan(self._remat(body), x, (stacks, replays))
+            for j, layer_stats in enumerate(per_layer):  # [repeats, ...] for layer j of a period
+                for r, row in enumerate(index):
+                    if layer_stats is not None:
+                        stats[row[j]] = jax.tree.map(lambda a, r=r: a[r], layer_stats)
+        ordered = [stats[i] for i in sorted(stats)]
+        router = jax.tree.map(lambda *a: jnp.stack(a), *ordered) if ordered else None
+        return self.final_norm(x), router
+
     def __call__(
         self,
         input_ids: Array,  # [B, T]
         positions: Array,  # [B, T]
         attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
         cache: KVCache | None = None,
+        parent_ids: Array | None = None,  # [B, T]; see attention.py (no cache only)
     ) -> tuple[Array, KVCache | None]:
-        logits, cache, _ = self.run(input_ids, positions, attention_mask, cache)
+        logits, cache, _ = self.run(input_ids, positions, attention_mask, cache, parent_ids)
         return logits, cache
 
     def run(
@@ -138,68 +277,44 @@ class Transformer(nnx.Module):
         positions: Array,  # [B, T]
         attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
         cache: KVCache | None = None,
-        routed_experts: Array | None = None,  # [B, T, L, R] experts to replay; -1: the router's
+        parent_ids: Array | None = None,  # [B, T]; see attention.py (no cache only)
+        routed_experts: Array | None = None,  # [B, T, L, R]; see the module docstring
     ) -> tuple[Array, KVCache | None, RouterStats | None]:
-        """`__call__`, replaying `routed_experts` in the MoE layers (L entries: one per MoE layer
-        or one per layer), and returning what the L_moe routers did: RouterStats stacked over
-        the MoE layers ([L_moe, ...]; None for a dense model)."""
+        """`__call__` that replays `routed_experts` and also returns the routers' stats."""
+        if cache is None:
+            hidden, router = self.hidden_states(
+                input_ids, positions, attention_mask, parent_ids, routed_experts
+            )
+            return self.logits(hidden), None, router
+        if parent_ids is not None:
+            raise ValueError("parent_ids are not supported with a KV cache")
         c = self.config
         T = input_ids.shape[1]
         segment_ids = attention_mask.astype(jnp.int32)
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
-        if cache is None:
-            kv_positions, kv_segment_ids, index = positions, segment_ids, None
-        else:
-            index = cache.index
-            cache = cache.write_tokens(positions, segment_ids)
-            kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
-        call = DecoderLayer.__call__
-        if c.remat != "none":
-            call = nnx.remat(call, policy=REMAT_POLICIES.get(c.remat))
+        index = cache.index
+        cache = cache.write_tokens(positions, segment_ids)
+        kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
         ks, vs, stats = [], [], []
         for i, layer in enumerate(self.layers):
-            layer_kv = None if cache is None else (cache.k[i], cache.v[i])
-            replayed = None
-            if routed_experts is not None and layer.is_moe:
-                # One entry per layer (SGLang's layout) or per MoE layer.
-                every_layer = routed_experts.shape[2] == c.num_hidden_layers
-                replayed = routed_experts[:, :, i if every_layer else len(stats)]  # [B, T, R]
-            x, layer_kv, layer_stats = call(
-                layer,
+            replayed = self._replayed(routed_experts, [i]) if layer.is_moe else None
+            x, (k, v), layer_stats = layer(
                 x,
                 positions,
                 segment_ids,
                 kv_positions,
                 kv_segment_ids,
-                layer_kv,
+                (cache.k[i], cache.v[i]),
                 index,
-                replayed,
+                replayed=None if replayed is None else replayed[0],
             )
+            ks.append(k)
+            vs.append(v)
             if layer_stats is not None:
                 stats.append(layer_stats)
-            if layer_kv is not None:
-                ks.append(layer_kv[0])
-                vs.append(layer_kv[1])
-        x = self.final_norm(x)
-        # Output logits accumulate and return in float32.
-        if c.tie_word_embeddings:
-            logits = jnp.einsum(
-                "BTD,VD->BTV",
-                x,
-                self.embedding[...].astype(x.dtype),
-                preferred_element_type=jnp.float32,
-            )
-        else:
-            logits = jnp.einsum(
-                "BTD,DV->BTV",
-                x,
-                self.lm_head[...].astype(x.dtype),
-                preferred_element_type=jnp.float32,
-            )
-        if cache is not None:
-            cache = cache.advance(ks, vs, T)
-        stacked = jax.tree.map(lambda *a: jnp.stack(a), *stats) if stats else None
-        return logits, cache, stacked
+        logits = self.logits(self.final_norm(x))
+        router = jax.tree.map(lambda *a: jnp.stack(a), *stats) if stats else None
+        return logits, cache.advance(ks, vs, T), router
 
 
 def forward(
@@ -208,10 +323,31 @@ def forward(
     input_ids: Array,
     positions: Array,
     attention_mask: Array,
+    parent_ids: Array | None = None,
 ) -> Array:
     """Pure logits [B, T, V] f32 of the model `nnx.split(model)` gave, for jit/grad."""
-    logits, _ = nnx.merge(graphdef, params)(input_ids, positions, attention_mask)
+    logits, _ = nnx.merge(graphdef, params)(
+        input_ids, positions, attention_mask, parent_ids=parent_ids
+    )
     return logits
+
+
+def forward_hidden(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    input_ids: Array,
+    positions: Array,
+    attention_mask: Array,
+    parent_ids: Array | None = None,
+    routed_experts: Array | None = None,
+) -> tuple[Array, Array, RouterStats | None]:
+    """Pure (final hidden states [B, T, D], output head [D, V], MoE routers' stats): the logits
+    are `hidden @ head`, left to the caller to compute in chunks (train/logprobs.py)."""
+    model = nnx.merge(graphdef, params)
+    hidden, router = model.hidden_states(
+        input_ids, positions, attention_mask, parent_ids, routed_experts
+    )
+    return hidden, model.output_head(), router
 
 
 def forward_with_routing(
@@ -222,10 +358,11 @@ def forward_with_routing(
     attention_mask: Array,
     routed_experts: Array | None = None,  # [B, T, L, R]; -1 where the router decides
     cache: KVCache | None = None,
+    parent_ids: Array | None = None,
 ) -> tuple[Array, KVCache | None, RouterStats | None]:
     """`Transformer.run` as a pure function: (logits, cache, RouterStats [L, ...] | None)."""
     model = nnx.merge(graphdef, params)
-    return model.run(input_ids, positions, attention_mask, cache, routed_experts)
+    return model.run(input_ids, positions, attention_mask, cache, parent_ids, routed_experts)
 
 
 def forward_with_cache(

@@ -139,6 +139,10 @@ def test_replayed_jax_engine_routing_reproduces_its_logprobs():
     ]
     policy = st.make_policy(CONFIG, single_device_mesh())
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    # A prompt computed once for its samples (prefix-shared rows) replays the same routing.
+    shared = jax.tree.map(jnp.asarray, make_batch(seqs, length_buckets=(32,), share_prefix=True))
+    lp, _, _ = policy_logprobs(policy.graphdef, params, shared, False)
+    np.testing.assert_allclose(lp * shared.loss_mask, shared.behaviour_logprobs, atol=1e-5)
     batch = jax.tree.map(jnp.asarray, make_batch(seqs, length_buckets=(16,)))
     lp, _, stats = policy_logprobs(policy.graphdef, params, batch, False)
     np.testing.assert_allclose(lp * batch.loss_mask, batch.behaviour_logprobs, atol=1e-5)
