@@ -90,13 +90,14 @@ def abstract_batch(policy, rows: int, length: int, routed: tuple[int, int] | Non
         input_ids=spec(i32),
         positions=spec(i32),
         segment_ids=spec(i32),
+        parent_ids=spec(i32),
         targets=spec(i32),
         loss_mask=spec(f32),
         advantages=spec(f32),
         behaviour_logprobs=spec(f32),
         old_logprobs=spec(f32),
         ref_logprobs=spec(f32),
-        routed_experts=None if routed is None else spec(i32, *routed),
+        routed_experts=None if routed is None else spec(jnp.int16, *routed),
     )
 
 
@@ -132,12 +133,12 @@ def build(cfg) -> Planned:
     from pivotrl_jax.config import mesh_from_config
     from pivotrl_jax.models.config import DTYPES
     from pivotrl_jax.models.sharding import MESH_AXES
-    from pivotrl_jax.train import loop
     from pivotrl_jax.train import state as st
+    from pivotrl_jax.train.grpo_config import grpo_config
     from pivotrl_jax.train.optim import make_optimizer, make_schedule, policy_config
     from pivotrl_jax.train.step import grpo_loss, make_logprobs_fn, make_train_step
 
-    gcfg = loop.grpo_config(cfg)
+    gcfg = grpo_config(cfg)
     model = policy_config(model_config(cfg), gcfg.optim)
     mesh = mesh_from_config(gcfg.mesh_shape, MESH_AXES)
     policy = st.make_policy(model, mesh)
@@ -152,15 +153,14 @@ def build(cfg) -> Planned:
     L = sum(model.is_moe_layer(i) for i in range(model.num_hidden_layers))
     routed = (L, model.num_experts_per_tok) if gcfg.engine.routed_experts and L else None
     batch = abstract_batch(policy, rows, max(gcfg.buckets()), routed)
-    step = make_train_step(
-        policy,
-        tx,
-        grpo_loss(gcfg.loss),
-        gcfg.step,
-        make_schedule(gcfg.optim),
-        master_dtype=gcfg.optim.dtype,
+    # As train.parts.build_parts wires them.
+    objective = grpo_loss(
+        gcfg.loss, on_policy=gcfg.pi_old == "current", reference=reference is not None
     )
-    logprobs = make_logprobs_fn(policy, gcfg.step.micro_batches)
+    step = make_train_step(
+        policy, tx, objective, gcfg.step, make_schedule(gcfg.optim), master_dtype=gcfg.optim.dtype
+    )
+    logprobs = make_logprobs_fn(policy, gcfg.step.micro_batches, gcfg.step.logits_chunk_bytes)
     return Planned(gcfg, model, policy, tx, state, reference, batch, step, logprobs)
 
 

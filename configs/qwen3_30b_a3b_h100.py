@@ -30,5 +30,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         hbm_gib=80.0,
         accelerator="2 hosts x 8 NVIDIA H100 80GB",
         server_args=P["MOE_SERVER_ARGS"],
-        model_overrides=dict(moe_dispatch="expert_parallel", moe_chunk=2048, attention_chunk=512),
+        model_overrides=dict(moe_dispatch="expert_parallel", moe_chunk=512, attention_chunk=512),
     )

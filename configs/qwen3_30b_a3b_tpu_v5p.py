@@ -11,7 +11,7 @@ JAX sees one device per v5p chip. Mesh (data, fsdp, tensor, expert): the 128 exp
 devices (16 each, token exchange by all-to-all), everything else ZeRO-3 sharded over all
 devices; rows over all devices, one 32k row per device per micro-batch. bf16 compute, f32
 master weights and Adam, bf16 frozen reference, per-layer remat, attention over 512-query
-chunks and the MoE dispatch over 2048 positions at a time (both exact). Rollouts: SGLang servers
+chunks and the MoE dispatch over 512 positions at a time (both exact). Rollouts: SGLang servers
 elsewhere (GPU nodes; `engine.urls`), sampling with per-token routed experts that the trainer
 replays; weights reach them through `update_weights_from_disk` on a shared filesystem.
 """
@@ -37,5 +37,5 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         hbm_gib=95.0,
         accelerator=f"TPU {variant}",
         server_args=P["MOE_SERVER_ARGS"],
-        model_overrides=dict(moe_dispatch="expert_parallel", moe_chunk=2048, attention_chunk=512),
+        model_overrides=dict(moe_dispatch="expert_parallel", moe_chunk=512, attention_chunk=512),
     )

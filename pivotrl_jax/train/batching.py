@@ -77,8 +77,9 @@ class TrainBatch:
     behaviour_logprobs: Array  # [B, T] float32, rollout engine's logprob of the target
     old_logprobs: Array  # [B, T] float32, log pi_old(target); the loop fills it
     ref_logprobs: Array  # [B, T] float32, log pi_0(target); the loop fills it (or zeros)
-    # [B, T, L, R] int32 MoE experts to replay at each position, -1 where the trainer's router
-    # decides; None when no sequence carries recorded routing.
+    # [B, T, L, R] int16 MoE experts to replay at each position, -1 where the trainer's router
+    # decides; None when no sequence carries recorded routing. (int16: half the bytes of the
+    # batch's largest array; expert ids stay far below 2^15.)
     routed_experts: Array | None = None
 
     @property
@@ -246,7 +247,7 @@ def make_batch_and_layout(
     start_of = [0] * len(seqs)
     # Replayed MoE routing, one row per fed token; -1 (the trainer's router) where none.
     shapes = {s.routed_experts.shape[1:] for s in seqs if s.routed_experts is not None}
-    routed = np.full((B, T, *shapes.pop()), -1, np.int32) if shapes else None
+    routed = np.full((B, T, *shapes.pop()), -1, np.int16) if shapes else None
 
     def put(
         r: int,

@@ -70,7 +70,8 @@ SCRIPT = textwrap.dedent(
         placement[name] = {
             "lm_head": str(state.params["lm_head"].sharding.spec),
             "expert_gate": str(state.params["layers"][1]["mlp"]["gate_proj"].sharding.spec),
-            "mu_lm_head": str(state.opt_state[1][0].mu["lm_head"].sharding.spec),
+            "mu_lm_head": str(optax.tree_utils.tree_get(state.opt_state, "mu")["lm_head"]
+                              .sharding.spec),
             "devices": len(state.params["lm_head"].sharding.device_set),
         }
         for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(host_params)):
