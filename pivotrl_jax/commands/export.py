@@ -1,4 +1,8 @@
-"""Export a `pivotrl train` / `pivotrl sft` checkpoint as an HF safetensors folder."""
+"""Export a `pivotrl train` / `pivotrl sft` checkpoint as an HF safetensors folder.
+
+One process restores the checkpoint onto its first device. Several JAX processes (a pod, a
+cluster) restore it FSDP-sharded over every device, gather one parameter at a time, and process
+0 alone writes the folder."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 
 from absl import flags
 
+from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import InputError
 
 
@@ -35,8 +41,17 @@ def define_flags(fv: flags.FlagValues) -> None:
     )
 
 
+def export_mesh():
+    """The checkpoint's placement: this process's first device, or with several processes
+    every device on the `fsdp` axis (no process holds the whole model)."""
+    from pivotrl_jax.models.sharding import MESH_AXES, single_device_mesh
+
+    if distributed.process_count() == 1:
+        return single_device_mesh()
+    return config_lib.mesh_from_config((1, -1, 1, 1), MESH_AXES)
+
+
 def main(fv: flags.FlagValues) -> int:
-    from pivotrl_jax.models.sharding import single_device_mesh
     from pivotrl_jax.models.weights import export_hf, read_config
     from pivotrl_jax.train.checkpoint import Checkpointer
     from pivotrl_jax.train.optim import OptimConfig, make_optimizer
@@ -50,7 +65,7 @@ def main(fv: flags.FlagValues) -> int:
     model_dir = resolved["model_dir"]
     optim = OptimConfig(**resolved["optim"])
     config = read_config(model_dir).replace(param_dtype=optim.master_dtype)
-    policy = make_policy(config, single_device_mesh())
+    policy = make_policy(config, export_mesh())
     with Checkpointer(run / "checkpoints") as ckpt:
         step = fv.step if fv.step is not None else ckpt.latest_step()
         if step is None or step not in ckpt.all_steps():
@@ -64,6 +79,8 @@ def main(fv: flags.FlagValues) -> int:
     out = export_hf(
         as_nnx_state(policy, state.params), config, fv.output, dtype=fv.dtype, aux_from=model_dir
     )
+    if not distributed.is_primary():
+        return 0
     print(
         json.dumps(
             {

@@ -9,6 +9,7 @@ from pathlib import Path
 from absl import flags
 
 from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import ConfigError, InputError
 
 DEFAULT_CONFIG = "configs/train.py"
@@ -51,6 +52,7 @@ def main(fv: flags.FlagValues) -> int:
         gcfg = loop.grpo_config(cfg)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    check_processes(gcfg, distributed.process_count())
     out = Path(fv.output)
     out.mkdir(parents=True, exist_ok=True)
     config_lib.write_resolved_config(cfg, out, command=" ".join(sys.argv))
@@ -98,17 +100,41 @@ def main(fv: flags.FlagValues) -> int:
 
             step_fn = episodic.iteration
         summary = loop.run(parts, out, step_fn)
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
+    if distributed.is_primary():
+        print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
     return 0
 
 
+def check_processes(gcfg, processes: int) -> None:
+    """What a run over several JAX processes needs (each process reads its slice of the pivots
+    and the servers are shared); a ConfigError naming the key otherwise."""
+    if processes == 1:
+        return
+    if gcfg.episode_domains or gcfg.reprofile_enabled:
+        raise ConfigError(
+            "episodes.domains and reprofile.enabled run in one process; this run has "
+            f"{processes} (unset PIVOTRL_DISTRIBUTED)"
+        )
+    if gcfg.pivots_per_step % processes:
+        raise ConfigError(
+            f"train.pivots_per_step={gcfg.pivots_per_step} does not split over {processes} "
+            "processes"
+        )
+    if gcfg.engine.name == "sglang" and not gcfg.engine.urls:
+        raise ConfigError(
+            "with several processes the SGLang servers are shared: start them once "
+            "(launch/slurm.sbatch, launch/sglang_server.sh) and list them in engine.urls"
+        )
+
+
 def load_pivots(loader, gcfg, tokenizer):
-    """The pivot records as a grain dataset (`gcfg.pivots`, shard prefix `pivots_prefix`)."""
+    """The pivot records as a grain dataset (`gcfg.pivots`, shard prefix `pivots_prefix`): each
+    process reads its `pivots_per_step / processes` of every batch."""
     try:
         return loader.dataset_from_dir(
             gcfg.pivots,
             loader.LoaderConfig(
-                batch_size=gcfg.pivots_per_step,
+                batch_size=gcfg.pivots_per_step // distributed.process_count(),
                 max_prompt_len=gcfg.max_prompt_len,
                 pad_id=tokenizer.pad_token_id,
                 seed=gcfg.seed,

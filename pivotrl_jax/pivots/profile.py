@@ -8,7 +8,9 @@ environment continuation); the domain's verifier scores each, r_k in [0, 1]; the
 Work is cut into fixed chunks of `candidates_per_call` candidates (one engine call each, for
 throughput). Chunk c samples with seed `stable_seed(seed, c)`, so its result depends only on its
 index; finished chunks go to a `Journal`, so a run killed at any moment and started again finishes
-with output equal, record for record, to an uninterrupted run.
+with output equal, record for record, to an uninterrupted run. With n processes, process k
+profiles chunks k, k + n, k + 2n, ... of the same global cut, so the records of n processes are
+those of one.
 """
 
 from __future__ import annotations
@@ -177,13 +179,15 @@ def summary_name(process_index: int, process_count: int) -> str:
     return f"summary-p{process_index:05d}-of-{process_count:05d}.json"
 
 
-def process_slice(
-    candidates: Sequence[Mapping[str, Any]], process_index: int, process_count: int
-) -> list[Mapping[str, Any]]:
-    """Candidates owned by one process: every `process_count`-th, starting at `process_index`."""
+def process_chunks(
+    candidates: Sequence[Mapping[str, Any]], chunk_size: int, process_index: int, process_count: int
+) -> dict[int, list[Mapping[str, Any]]]:
+    """{global chunk index: its candidates} of the chunks one process owns: the candidates cut
+    into chunks of `chunk_size`, every `process_count`-th chunk from `process_index` on."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    return list(candidates[process_index::process_count])
+    starts = range(chunk_size * process_index, len(candidates), chunk_size * process_count)
+    return {s // chunk_size: list(candidates[s : s + chunk_size]) for s in starts}
 
 
 def mean_reward_histogram(means: Sequence[float], bins: int = 10) -> dict[str, list]:
@@ -216,22 +220,21 @@ def run_profile(
     summary_path = out / summary_name(process_index, process_count)
     if summary_path.exists():
         return json.loads(summary_path.read_text())
-    mine = process_slice(candidates, process_index, process_count)
-    missing = [c["id"] for c in mine if not c.get("prompt_ids")]
+    chunks = process_chunks(candidates, cfg.candidates_per_call, process_index, process_count)
+    missing = [c["id"] for chunk in chunks.values() for c in chunk if not c.get("prompt_ids")]
     if missing:
         raise ValueError(
             f"{len(missing)} candidates have no prompt_ids (first: {missing[0]!r}); extract them "
             "with a tokenizer (`pivotrl extract --tokenizer DIR`)"
         )
-    n = cfg.candidates_per_call
-    chunks = [mine[i : i + n] for i in range(0, len(mine), n)]
     start = time.perf_counter()
     engine_s = verify_s = 0.0
     tokens = 0
     with Journal(out / f"journal-{tag}.jsonl") as journal:
-        bar = tqdm(total=len(mine), desc=f"profile {tag}", unit="cand", disable=not progress)
-        bar.update(sum(len(chunks[i]) for i in journal.done if i < len(chunks)))
-        for i, chunk in enumerate(chunks):
+        total = sum(len(c) for c in chunks.values())
+        bar = tqdm(total=total, desc=f"profile {tag}", unit="cand", disable=not progress)
+        bar.update(sum(len(chunks[i]) for i in journal.done if i in chunks))
+        for i, chunk in chunks.items():
             if i in journal.done:
                 continue
             recs, timing = profile_chunk(chunk, engine, decode, verifiers, cfg, i)
@@ -241,7 +244,7 @@ def run_profile(
             journal.append(i, recs)
             bar.update(len(chunk))
         bar.close()
-        done = [r for i in range(len(chunks)) for r in journal.done[i]]
+        done = [r for i in chunks for r in journal.done[i]]
     prov = dict(provenance or {})
     prov["sampling"] = dataclasses.asdict(cfg)
     prov["verifiers"] = {

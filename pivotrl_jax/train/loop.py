@@ -28,19 +28,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pivotrl_jax import distributed
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.weights import export_hf
 from pivotrl_jax.pivots.stats import stable_seed
 from pivotrl_jax.registry import Registry
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.rollout.factory import EngineSpec
+from pivotrl_jax.rollout.processes import generate_slice
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.advantages import ADVANTAGES, flat_advantages, zero_variance_groups
 from pivotrl_jax.train.batching import Sequence as Seq
-from pivotrl_jax.train.batching import TrainBatch, make_batch
+from pivotrl_jax.train.batching import TrainBatch
 from pivotrl_jax.train.checkpoint import Checkpointer
 from pivotrl_jax.train.losses import LossConfig
 from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule
+from pivotrl_jax.train.placement import local_batch, place_rows, token_count
 from pivotrl_jax.train.state import (
     Params,
     Policy,
@@ -58,7 +61,6 @@ from pivotrl_jax.train.step import (
     grpo_loss,
     make_logprobs_fn,
     make_train_step,
-    place_batch,
 )
 
 OLD_LOGPROBS = ("recompute", "engine")
@@ -225,14 +227,19 @@ def sync_in_process(engine, policy, params, version, workdir, model_dir) -> None
 @WEIGHT_SYNC.register("sglang")
 def sync_from_disk(engine, policy, params, version, workdir, model_dir) -> None:
     """Export an HF folder (every tensor, experts and routers included), then the servers'
-    update_weights_from_disk; older exported folders are removed."""
+    update_weights_from_disk; older exported folders are removed. With several processes the
+    servers are shared: the primary writes the folder and refits them while the others wait."""
     root = workdir / "weights"
     folder = root / f"v{version:08d}"
     export_hf(as_nnx_state(policy, params), policy.config, folder, aux_from=model_dir)
-    engine.update_weights(str(folder), version)
-    for old in root.iterdir():
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    if distributed.is_primary():
+        engine.update_weights(str(folder), version)
+        for old in root.iterdir():
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+    else:  # completions from now on must carry the version the primary loaded
+        engine.weight_version = version
+    distributed.barrier(f"sglang weights v{version}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +435,8 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
         if cfg.reprofile_enabled:
             parts.progress.recent.extend(_jsonable(r) for r in records)
     with timer("rollout"):
-        groups = parts.engine.generate(prompts, sampling_params(parts, "train", it), G)
+        params = sampling_params(parts, "train", it)
+        groups = generate_slice(cfg.engine.name, parts.engine, prompts, params, G)
     with timer("verify"):
         rewards, errors = score_groups(
             records,
@@ -441,8 +449,11 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     nonzero, keep, adv = group_advantages(cfg, rewards)
     lengths = np.asarray([[len(c.token_ids) for c in g] for g in groups])
     truncated = np.asarray([[c.finish_reason == "length" for c in g] for g in groups])
-    out = metrics_lib.rollout_metrics(rewards, nonzero, lengths, truncated, errors)
+    # Metrics of the whole batch: every process's groups.
+    every = distributed.concat_rows(rewards, nonzero, lengths, truncated, errors)
+    out = metrics_lib.rollout_metrics(*every)
     seqs = group_sequences(prompts, groups, adv, keep)
+    lengths = every[2]
     out["rollout/tokens"] = float(lengths.sum())
     out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
     out["rollout/turns"] = float(lengths.size)
@@ -461,20 +472,22 @@ def update_on(
     """Trainer sequences (advantages set) -> TrainBatch of at most `max_rows` rows -> old and
     reference logprobs -> update step(s) -> weight sync; metrics added to `out`."""
     cfg = parts.cfg
-    if not seqs:  # every group had equal rewards: nothing to learn from this batch
-        out["update/empty_batch"] = 1.0
-        out.update(timer.split())
-        return out, False
-
     with timer("reference"):
-        host = make_batch(
+        # This process's rows (placement.py); None when no process has a sequence.
+        host = local_batch(
             seqs,
             length_buckets=cfg.buckets(),
             row_multiple=cfg.step.micro_batches * _data_parallel(parts.policy),
             max_rows=max_rows,
             pack=cfg.pack,
         )
-        batch: TrainBatch = place_batch(host, parts.policy)
+    if host is None:  # every group had equal rewards: nothing to learn from this batch
+        out["update/empty_batch"] = 1.0
+        out.update(timer.split())
+        return out, False
+
+    with timer("reference"):
+        batch: TrainBatch = place_rows(host, parts.policy)
         if cfg.old_logprobs == "recompute":
             batch = batch.replace(old_logprobs=parts.logprobs_fn(parts.state.params, batch))
         if parts.reference is not None:
@@ -488,7 +501,7 @@ def update_on(
         # Always: the step donated the arrays the in-process engine was holding.
         parts.sync(parts.engine, parts.policy, parts.state.params, it + 1, workdir, cfg.model_dir)
     out.update(step_metrics)
-    tokens = float(np.sum(host.segment_ids > 0))
+    tokens = float(token_count(batch.segment_ids))
     out["update/tokens"] = tokens
     out["update/tokens_per_s"] = tokens * cfg.updates_per_batch / timer.seconds["update"]
     if cfg.peak_tflops > 0:
@@ -576,7 +589,7 @@ def run(
         range(first, cfg.steps),
         initial=first,
         total=cfg.steps,
-        disable=not cfg.progress,
+        disable=not cfg.progress or not distributed.is_primary(),
         desc="train",
     )
     last = {}
