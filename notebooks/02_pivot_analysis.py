@@ -50,8 +50,9 @@ work = Path(tempfile.mkdtemp(prefix="pivotrl-pivots-"))
 # ## Profile the candidates under pi_0
 # `init-model` writes a random one-layer model and its tokenizer; `extract` turns every
 # assistant turn of the trajectories into a candidate; `profile` samples K = 12 actions per
-# candidate and scores them (terminal turns with the `shell` verifier, tool-use turns with
-# `tool_call`).
+# candidate and scores them with the `tool_call` verifier (the public reference's single-step
+# comparison: a call must match the expected call's name and arguments; when the expected turn is
+# a message, any message is accepted).
 
 # %%
 rows = generate_sft("tool_use", 3, seed=0) + generate_sft("terminal", 3, seed=0)
@@ -59,8 +60,8 @@ rows = generate_sft("tool_use", 3, seed=0) + generate_sft("terminal", 3, seed=0)
 base = str(work / "base")
 init = ["init-model", "--config=configs/model.py:tiny", "--config.model.num_hidden_layers=1"]
 extract = ["extract", "--input", str(work / "sft.jsonl"), "--tokenizer", base]
-verifiers = "--config.verifiers=terminal=shell,tool_use=tool_call"
-profile = ["profile", "--config=configs/profile.py:envs", f"--config.model_dir={base}"]
+verifiers = "--config.verifiers=terminal=tool_call,tool_use=tool_call"
+profile = ["profile", f"--config.model_dir={base}"]
 sampling = ["--config.profile.k=12", "--config.profile.max_new_tokens=16", "--noprogress"]
 for argv in (
     [*init, "--output", base],
@@ -138,6 +139,6 @@ for wanted in ("pivot", "zero_variance"):
 # %% [markdown]
 # The pivots are turns where pi_0 sometimes answers acceptably and sometimes not (here: a reply
 # that should be a message, which the random model sometimes leaves empty or starts as a tool
-# call); the dropped turns are those it never gets right (`message_for_tool_call`: it cannot yet
-# produce a tool call) or always does. A better pi_0 (an SFT checkpoint) moves many turns into
+# call); the dropped turns are those it never gets right (it cannot yet produce a tool call) or
+# always does. A better pi_0 (an SFT checkpoint) moves many turns into
 # the middle; `pivotrl select` then keeps the hard-but-possible ones.

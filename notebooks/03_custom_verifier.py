@@ -45,8 +45,8 @@ work = Path(tempfile.mkdtemp(prefix="pivotrl-verifier-"))
 # `same_flags` credits a `run_command` call that runs the same program with the same operands
 # and the same set of flags, whatever their order or grouping: `ls -la docs`, `ls -al docs` and
 # `ls -a -l docs` are one action. It is pure and fast (no sandbox), so it suits profiling at
-# scale; its blind spot is commands whose flags take values (`head -n 3`), which it treats as
-# operands in place.
+# scale; its blind spots are flags that take values (`find -name x`, `head -n 3`) and pipelines,
+# which it reads as one flat command.
 
 
 # %%
@@ -108,7 +108,8 @@ for want, sampled, reward in cases:
 # %% [markdown]
 # Then against an independent reference: the project's `shell` verifier replays both commands
 # in the simulated terminal rebuilt from the state and compares their effects. On the expert's
-# own terminal commands with their short flags reordered, the two must agree.
+# own simple commands (one program, no pipeline, no `find`) with their short flags reordered,
+# the two must agree.
 
 # %%
 trajectories = generate_sft("terminal", 6, seed=1)
@@ -125,7 +126,10 @@ for cand in cands:
     expected = parse_action(cand["expected_action"])
     if expected.kind != "tool_calls":
         continue
-    program, *words = shlex.split(expected.tool_calls[0].arguments["command"])
+    command = expected.tool_calls[0].arguments["command"]
+    program, *words = shlex.split(command)
+    if any(op in command for op in "|;&<>") or program == "find":
+        continue  # outside what same_flags understands
     flags = [w for w in words if w.startswith("-") and not w.startswith("--")]
     words = [program, *reversed(flags), *(w for w in words if w not in flags)]
     # Quote only what needs it (an empty or spaced word); `~` stays unquoted, so it expands.
@@ -138,7 +142,7 @@ for cand in cands:
     print(f"{reordered!r:45} same_flags {mine}  shell {theirs}")
     agree, total = agree + (mine == theirs), total + 1
 print(f"agreement on {agree} of {total} commands")
-assert agree == total
+assert agree == total > 0
 
 # %% [markdown]
 # ## Use it in `profile`

@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.p
 EXPECTED = {
     "01_quickstart": (["reward 1.0", "candidates"], False),
     "02_pivot_analysis": (["zero-signal fraction", "[pivot]", "[zero_variance]"], True),
-    "03_custom_verifier": (["agreement on 15 of 15", "{'same_flags'}"], False),
+    "03_custom_verifier": (["agreement on", "{'same_flags'}"], False),
     "04_scaling": (["8 devices", "GB per device", "P('expert', 'tensor', 'fsdp')"], False),
 }
 
