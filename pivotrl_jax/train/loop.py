@@ -449,14 +449,14 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     nonzero, keep, adv = group_advantages(cfg, rewards)
     lengths = np.asarray([[len(c.token_ids) for c in g] for g in groups])
     truncated = np.asarray([[c.finish_reason == "length" for c in g] for g in groups])
-    # Metrics of the whole batch: every process's groups.
-    every = distributed.concat_rows(rewards, nonzero, lengths, truncated, errors)
-    out = metrics_lib.rollout_metrics(*every)
+    # Metrics of the whole batch: every process's groups (these arrays with one process).
+    batch = distributed.concat_rows(rewards, nonzero, lengths, truncated, errors)
+    out = metrics_lib.rollout_metrics(*batch)
     seqs = group_sequences(prompts, groups, adv, keep)
-    lengths = every[2]
-    out["rollout/tokens"] = float(lengths.sum())
-    out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
-    out["rollout/turns"] = float(lengths.size)
+    batch_lengths = batch[2]
+    out["rollout/tokens"] = float(batch_lengths.sum())
+    out["rollout/tokens_per_s"] = float(batch_lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
+    out["rollout/turns"] = float(batch_lengths.size)
     return update_on(parts, seqs, it, workdir, timer, out, max_rows=cfg.pivots_per_step * G)
 
 
