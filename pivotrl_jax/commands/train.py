@@ -44,12 +44,14 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.rollout.factory import open_engine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
+    from pivotrl_jax.train.grpo_config import grpo_config
+    from pivotrl_jax.train.parts import build_parts
 
     cfg = fv.config
     episodes = bool(tuple(cfg.episodes.domains))
     config_lib.require(cfg, "model_dir", *(() if episodes else ("pivots",)))
     try:
-        gcfg = loop.grpo_config(cfg)
+        gcfg = grpo_config(cfg)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(str(e)) from None
     check_processes(gcfg, distributed.process_count())
@@ -81,7 +83,7 @@ def main(fv: flags.FlagValues) -> int:
         return completion_text(tokenizer, ids, stop_ids)
 
     with open_engine(gcfg.engine, gcfg.model_dir, mesh) as engine:
-        parts = loop.build_parts(
+        parts = build_parts(
             gcfg,
             mesh,
             engine,

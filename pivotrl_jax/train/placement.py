@@ -9,20 +9,23 @@ only those rows of the global [B, T] batch:
 the length bucket of the longest sequence of any process, B/n the largest row count any process
 needs (rounded as `make_batch` rounds rows); a process whose groups were all dropped holds
 padding rows. `place_rows` assembles the global arrays with
-`jax.make_array_from_process_local_data`. With one process the two are `make_batch` and a
-`device_put` of its rows over the batch mesh axes.
+`jax.make_array_from_process_local_data`, and `batch_metrics` sums what the processes' rows hold.
+With one process these are `make_batch`, a `device_put` of its rows over the batch mesh axes,
+and `metrics.batch_metrics`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pivotrl_jax import distributed
+from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.batching import Sequence as Seq
 from pivotrl_jax.train.batching import TrainBatch, make_batch
 from pivotrl_jax.train.state import Policy
@@ -31,8 +34,10 @@ from pivotrl_jax.train.step import batch_sharding
 
 def padding_rows(B: int, T: int) -> TrainBatch:
     """A [B, T] TrainBatch of padding only (segment id 0 everywhere: no loss, no token)."""
-    ints, floats = np.zeros((B, T), np.int32), np.zeros((B, T), np.float32)
-    return TrainBatch(ints, ints, ints, ints, floats, floats, floats, floats, floats)
+    fields = {f.name: np.zeros((B, T), np.int32) for f in dataclasses.fields(TrainBatch)}
+    floats = ("loss_mask", "advantages", "behaviour_logprobs", "old_logprobs", "ref_logprobs")
+    fields.update({name: np.zeros((B, T), np.float32) for name in floats})
+    return TrainBatch(**fields)
 
 
 def local_batch(
@@ -41,12 +46,12 @@ def local_batch(
     length_buckets: Sequence[int],
     row_multiple: int,
     max_rows: int,
-    pack: bool = False,
+    **layout: Any,
 ) -> TrainBatch | None:
     """This process's [B/n, T] block of the global batch; None when no process has a sequence.
 
-    `row_multiple` and `max_rows` describe the global batch (as for `make_batch`); the global
-    row multiple must split evenly over the processes."""
+    `row_multiple` and `max_rows` describe the global batch, the rest is `make_batch`'s layout
+    (`pack`, `share_prefix`); the global row multiple must split evenly over the processes."""
     n = distributed.process_count()
     if row_multiple % n:
         raise ValueError(
@@ -57,7 +62,7 @@ def local_batch(
     own = None
     if seqs:
         own = make_batch(
-            seqs, length_buckets=length_buckets, row_multiple=multiple, max_rows=cap, pack=pack
+            seqs, length_buckets=length_buckets, row_multiple=multiple, max_rows=cap, **layout
         )
     shapes = distributed.allgather_json(list(own.shape) if own is not None else [0, 0])
     B, T = max(s[0] for s in shapes), max(s[1] for s in shapes)
@@ -67,7 +72,9 @@ def local_batch(
         return padding_rows(B, T)
     if own.shape == (B, T):
         return own
-    return make_batch(seqs, length_buckets=(T,), row_multiple=B, max_rows=B, pack=pack)
+    # The agreed shape: buckets from T up (the same longest bucket, so the same layout units).
+    longer = tuple(b for b in length_buckets if b >= T)
+    return make_batch(seqs, length_buckets=longer, row_multiple=B, max_rows=B, **layout)
 
 
 def place_rows(host: TrainBatch, policy: Policy) -> TrainBatch:
@@ -81,7 +88,15 @@ def place_rows(host: TrainBatch, policy: Policy) -> TrainBatch:
     return jax.tree.map(one, host)
 
 
-@jax.jit
-def token_count(segment_ids: jax.Array) -> jax.Array:
-    """Non-padding tokens of a (global) [B, T] batch."""
-    return jnp.sum(segment_ids > 0)
+def batch_metrics(host: TrainBatch) -> dict[str, float]:
+    """`metrics.batch_metrics` of the global batch, from every process's rows."""
+    local = metrics_lib.batch_metrics(host.segment_ids, host.parent_ids)
+    every = distributed.allgather_json(local)
+    tokens = sum(m["update/tokens"] for m in every)
+    rows = sum(m["update/rows"] for m in every)
+    return {
+        "update/tokens": tokens,
+        "update/rows": rows,
+        "update/pad_fraction": 1.0 - tokens / (rows * host.shape[1]),
+        "update/prompt_tokens_shared": sum(m["update/prompt_tokens_shared"] for m in every),
+    }

@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = REPO / "tests" / "core" / "multiprocess_worker.py"
 # Metrics that depend only on the sampled tokens and rewards: equal exactly. The rest (losses,
 # norms, KL) are sums whose order differs between the two layouts: equal to float32 rounding.
+# Timings, and the row layout (each process rounds its own rows), are not compared.
 EXACT = re.compile(r"^(reward|groups|response|rollout/(tokens|turns)$|update/tokens$|verifier)")
-NOISY = re.compile(r"^time/|per_s$|^update/mfu$")
+NOISY = re.compile(r"^time/|per_s$|^update/(mfu|rows|pad_fraction|prompt_tokens_shared)$")
 
 
 def _env(root: Path, devices: int, **extra: str) -> dict[str, str]:
