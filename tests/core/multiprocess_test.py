@@ -203,7 +203,10 @@ def test_two_processes_train_export_and_profile_like_one(assets, tmp_path):
             ta, tb = load_file(a), load_file(b)
             assert sorted(ta) == sorted(tb)
             for k in ta:
-                np.testing.assert_allclose(tb[k], ta[k], rtol=0, atol=2e-6, err_msg=k)
+                # Adam divides by sqrt(v): where a gradient is near 0, float32 rounding of a
+                # different reduction order moves an element by a fraction of one step (lr 1e-4).
+                np.testing.assert_allclose(tb[k], ta[k], rtol=0, atol=2e-5, err_msg=k)
+                assert np.mean(np.abs(tb[k] - ta[k]) > 1e-6) < 1e-3, k
         else:
             assert a.read_bytes() == b.read_bytes(), name
     base = load_file(assets / "model" / "model-00001-of-00001.safetensors")
