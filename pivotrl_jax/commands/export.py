@@ -1,12 +1,20 @@
-"""Export a `pivotrl train` / `pivotrl sft` checkpoint as an HF safetensors folder."""
+"""Export a `pivotrl train` / `pivotrl sft` checkpoint as an HF safetensors folder.
+
+The folder is written beside the output under a hidden name and renamed into place when
+complete: a killed export leaves the output absent (or as an earlier export left it), never
+half written; running the command again redoes it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from absl import flags
 
+from pivotrl_jax import faults
 from pivotrl_jax.errors import InputError
 
 
@@ -35,7 +43,22 @@ def define_flags(fv: flags.FlagValues) -> None:
     )
 
 
+def replace_folder(staged: Path, final: Path) -> None:
+    """Put the complete folder `staged` at `final`: an older `final` is moved aside first and
+    removed after, so `final` is only ever absent or whole."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+        faults.point("export.old_moved")
+    os.replace(staged, final)
+    faults.point("export.renamed")
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def main(fv: flags.FlagValues) -> int:
+    from pivotrl_jax.commands.model_folder import check_model_dir
     from pivotrl_jax.models.sharding import single_device_mesh
     from pivotrl_jax.models.weights import export_hf, read_config
     from pivotrl_jax.train.checkpoint import Checkpointer
@@ -45,10 +68,13 @@ def main(fv: flags.FlagValues) -> int:
     run = Path(fv.run)
     try:
         resolved = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"not a training run folder ({e})", path=run) from None
-    model_dir = resolved["model_dir"]
-    optim = OptimConfig(**resolved["optim"])
+        model_dir = resolved["model_dir"]
+        optim = OptimConfig(**resolved["optim"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            f"not a training run folder (its config.json: {type(e).__name__}: {e})", path=run
+        ) from None
+    check_model_dir(model_dir)
     config = read_config(model_dir).replace(param_dtype=optim.master_dtype)
     policy = make_policy(config, single_device_mesh())
     with Checkpointer(run / "checkpoints") as ckpt:
@@ -61,13 +87,20 @@ def main(fv: flags.FlagValues) -> int:
         state, meta = ckpt.restore(
             step, abstract_train_state(policy, make_optimizer(optim), optim.dtype)
         )
-    out = export_hf(
-        as_nnx_state(policy, state.params), config, fv.output, dtype=fv.dtype, aux_from=model_dir
+    final = Path(fv.output)
+    staged = final.with_name(f".{final.name}.partial")
+    if staged.exists():
+        shutil.rmtree(staged)  # left by an export that was killed
+    faults.point("export.restored")
+    export_hf(
+        as_nnx_state(policy, state.params), config, staged, dtype=fv.dtype, aux_from=model_dir
     )
+    faults.point("export.written")
+    replace_folder(staged, final)
     print(
         json.dumps(
             {
-                "output": str(out),
+                "output": str(final),
                 "step": step,
                 "weight_version": meta.get("weight_version"),
                 "optimizer_step": int(state.step),

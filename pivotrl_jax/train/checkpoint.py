@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from pivotrl_jax import faults
 from pivotrl_jax.train.state import TrainState
 
 
@@ -62,6 +63,7 @@ class Checkpointer:
         """Writes step `step` (raises NonFiniteStateError for a NaN/inf state)."""
         if not state_is_finite(state):
             raise NonFiniteStateError(f"refusing to checkpoint step {step}: non-finite state")
+        faults.point("checkpoint.before_save")
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -70,6 +72,7 @@ class Checkpointer:
             force=True,
         )
         self._manager.wait_until_finished()
+        faults.point("checkpoint.saved")
 
     def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
         """(TrainState placed as `abstract_state` says, meta) of step `step`."""

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pivotrl_jax import faults
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.weights import export_hf
 from pivotrl_jax.pivots.stats import stable_seed
@@ -229,6 +230,7 @@ def sync_from_disk(engine, policy, params, version, workdir, model_dir) -> None:
     root = workdir / "weights"
     folder = root / f"v{version:08d}"
     export_hf(as_nnx_state(policy, params), policy.config, folder, aux_from=model_dir)
+    faults.point("sync.exported")
     engine.update_weights(str(folder), version)
     for old in root.iterdir():
         if old != folder:
@@ -583,6 +585,7 @@ def run(
     try:
         for it in bar:
             last, updated = step_fn(parts, it, workdir)
+            faults.point("train.step_done")
             if updated:
                 version = it + 1
             last["weight_version"] = float(version)
@@ -595,6 +598,7 @@ def run(
                 if parts.progress.low_std >= cfg.reprofile_patience:
                     last.update(reprofile_recent(parts, it))
             writer.write(it + 1, last)
+            faults.point("train.metrics_written")
             bar.set_postfix(reward=f"{last['reward/mean']:.3f}", loss=f"{last.get('loss', 0):.4f}")
             if int(parts.state.nonfinite) > cfg.max_nonfinite:
                 raise TrainingDiverged(
