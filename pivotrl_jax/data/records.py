@@ -210,7 +210,8 @@ def open_shard(path: str | os.PathLike, options: str = "") -> Any:
     except (RuntimeError, OSError) as e:
         raise InputError(f"damaged record shard: {e}", path=path, reason="bad_shard") from None
     if n == 0:
-        reader.close()
+        with contextlib.suppress(RuntimeError):
+            reader.close()
         raise InputError("damaged record shard: it holds no record", path=path, reason="bad_shard")
     return reader
 

@@ -183,6 +183,26 @@ class ServerProcess:
                 )
             time.sleep(1.0)
 
+    def restart(self, model_path: str | None = None, weight_version: str | None = None) -> None:
+        """Stop what is left of the server (its whole process group) and start it again on the
+        same port, serving `model_path` tagged `weight_version` (default: what it started with);
+        returns once it is healthy. The log file is appended to."""
+        self.stop()
+        changes: dict[str, str | int] = {"port": self.port, "log_path": self.log_path}
+        if model_path is not None:
+            changes["model_path"] = str(model_path)
+        if weight_version is not None:
+            changes["weight_version"] = str(weight_version)
+        fresh = start(dataclasses.replace(self.config, **changes))
+        atexit.unregister(fresh.stop)
+        self.config, self.process = fresh.config, fresh.process
+        atexit.register(self.stop)
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         """SIGTERM to the process group, then SIGKILL after the grace period. Idempotent."""
         atexit.unregister(self.stop)

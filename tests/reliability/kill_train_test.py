@@ -1,0 +1,222 @@
+"""kill -9 during `pivotrl train` (in-process JAX engine), `pivotrl sft` and `pivotrl export`,
+then the same command again: final parameters, optimizer state and checkpoint meta are
+bitwise those of an uninterrupted run; metrics.jsonl has one row per step, equal to the
+uninterrupted rows; after every kill the latest checkpoint restores to a finite state and an
+export folder is absent or whole.
+
+Kill points: after a step's update, after its metrics row, before a checkpoint, in the middle
+of orbax's write (a timer set at `checkpoint.before_save`), after it, while writing the resolved
+config; for export, between restore and write, mid-write, and between moving an old export
+aside and renaming the new one into place.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from crash import base_env, comparable_metrics, kill_and_resume, read_trace, run
+
+pytestmark = pytest.mark.slow
+
+STEPS, LONG_STEPS = 8, 16  # checkpoints every 2 steps
+TRAIN_FAST = ["train.metrics_written@3", "checkpoint.before_save@1+0.02", "checkpoint.saved@2"]
+TRAIN_LONG = [
+    "atomic.before_replace@1",  # the resolved config, before step 1
+    "train.step_done@1",
+    "checkpoint.saved@1",
+    "train.metrics_written@1",
+    "checkpoint.before_save@1",
+    "checkpoint.before_save@1+0.01",
+    "checkpoint.before_save@1+0.05",
+    "train.step_done@2",
+    "checkpoint.saved@1",
+    "train.metrics_written@2",
+    "checkpoint.before_save@2+0.02",
+    "checkpoint.saved@1",
+]
+SFT_FAST = ["sft.step_done@3", "checkpoint.before_save@1+0.02", "checkpoint.saved@2"]
+SFT_LONG = [
+    "atomic.before_replace@1",
+    "sft.step_done@1",
+    "checkpoint.saved@1",
+    "sft.step_done@1",
+    "checkpoint.before_save@1",
+    "checkpoint.before_save@1+0.01",
+    "checkpoint.before_save@1+0.05",
+    "sft.step_done@2",
+    "checkpoint.saved@1",
+    "sft.step_done@2",
+    "checkpoint.before_save@2+0.02",
+    "checkpoint.saved@1",
+]
+EXPORT_FAST = ["export.restored@1+0.05", "export.renamed@1", "export.old_moved@1"]
+EXPORT_LONG = [
+    "export.restored@1",
+    "export.restored@1+0.01",
+    "export.restored@1+0.03",
+    "export.restored@1+0.06",
+    "export.restored@1+0.1",
+    "export.written@1",
+    "export.renamed@1",  # a complete export now exists: the rest replace it
+    "export.restored@1+0.02",
+    "export.written@1",
+    "export.old_moved@1",
+    "export.renamed@1",
+    "export.old_moved@1",
+]
+
+
+def train_argv(assets, out, steps):
+    return [
+        "train",
+        "--config=configs/train.py:tiny",
+        f"--config.model_dir={assets / 'model'}",
+        f"--config.pivots={assets / 'cands'}",
+        "--config.pivots_prefix=candidates",
+        f"--config.train.steps={steps}",
+        "--config.train.pivots_per_step=2",
+        "--config.rollout.group_size=4",
+        "--config.rollout.max_new_tokens=8",
+        "--config.checkpoint.every=2",
+        "--config.checkpoint.keep=2",
+        "--config.log.progress=false",
+        "--config.log.tensorboard=false",
+        "--output",
+        str(out),
+    ]
+
+
+def sft_argv(assets, out, steps):
+    return [
+        "sft",
+        "--config=configs/train.py:sft,tiny",
+        f"--config.model_dir={assets / 'model'}",
+        f"--config.trajectories={assets / 'cands'}",
+        f"--config.sft.steps={steps}",
+        "--config.sft.batch_size=4",
+        "--config.checkpoint.every=2",
+        "--config.checkpoint.keep=2",
+        "--config.log.progress=false",
+        "--config.log.tensorboard=false",
+        "--output",
+        str(out),
+    ]
+
+
+def final_state(run_dir, step):
+    import orbax.checkpoint as ocp
+
+    with ocp.CheckpointManager(run_dir / "checkpoints") as mgr:
+        out = mgr.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+        )
+    return out.state, dict(out.meta)
+
+
+def assert_same_run(got_dir, ref_dir, steps):
+    import jax
+
+    from pivotrl_jax.train.metrics import read_metrics
+
+    a, meta_a = final_state(ref_dir, steps)
+    b, meta_b = final_state(got_dir, steps)
+    assert meta_a == meta_b
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 5
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
+    rows = read_metrics(got_dir)
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))  # none lost or repeated
+    assert comparable_metrics(rows) == comparable_metrics(read_metrics(ref_dir))
+
+
+def latest_checkpoint_is_whole(run_dir):
+    """What a reader (export, a resumed run) would load: the latest complete step, finite."""
+    import jax
+
+    from pivotrl_jax.train.checkpoint import Checkpointer
+
+    if not (run_dir / "checkpoints").exists():
+        return
+    with Checkpointer(run_dir / "checkpoints") as ckpt:
+        step = ckpt.latest_step()
+        if step is None:
+            return
+    state, meta = final_state(run_dir, step)
+    assert meta["iteration"] == step
+    for x in jax.tree.leaves(state):
+        x = np.asarray(x)
+        assert not np.issubdtype(x.dtype, np.floating) or np.isfinite(x).all()
+
+
+def _check_run(argv_fn, plan, assets, tmp_path, steps=STEPS):
+    env = base_env(assets / "jax-cache")
+    ref_dir, out = tmp_path / "ref", tmp_path / "killed"
+    trace = tmp_path / "trace.txt"
+    ref = run(argv_fn(assets, ref_dir, steps), env, trace=trace)
+    assert ref.returncode == 0, ref.stderr_tail
+    assert {f.split("@")[0].split("+")[0] for f in plan} <= set(read_trace(trace))
+    outcomes = kill_and_resume(
+        argv_fn(assets, out, steps),
+        env,
+        plan,
+        between=lambda: latest_checkpoint_is_whole(out),
+        random_kills=2,
+        random_window_s=(8.0, ref.seconds * 0.8),
+    )
+    assert_same_run(out, ref_dir, steps)
+    return outcomes, ref_dir
+
+
+def test_train_killed_and_resumed(assets, tmp_path):
+    _check_run(train_argv, TRAIN_FAST, assets, tmp_path)
+
+
+def test_sft_killed_and_resumed_then_export_killed(assets, tmp_path):
+    _, run_dir = _check_run(sft_argv, SFT_FAST, assets, tmp_path)
+    _check_export(EXPORT_FAST, run_dir, assets, tmp_path)
+
+
+@pytest.mark.long
+def test_train_killed_at_many_points(assets, tmp_path):
+    outcomes, _ = _check_run(train_argv, TRAIN_LONG, assets, tmp_path, LONG_STEPS)
+    assert sum(o.killed for o in outcomes) >= len(TRAIN_LONG)
+
+
+@pytest.mark.long
+def test_sft_and_export_killed_at_many_points(assets, tmp_path):
+    outcomes, run_dir = _check_run(sft_argv, SFT_LONG, assets, tmp_path, LONG_STEPS)
+    assert sum(o.killed for o in outcomes) >= len(SFT_LONG)
+    outcomes = _check_export(EXPORT_LONG, run_dir, assets, tmp_path)
+    assert sum(o.killed for o in outcomes) >= len(EXPORT_LONG)
+
+
+def _export_files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _check_export(plan, run_dir, assets, tmp_path):
+    """Export the finished run; kills between restore and write, mid-write, around the rename."""
+    env = base_env(assets / "jax-cache")
+    ref, out = tmp_path / "export-ref", tmp_path / "export"
+
+    def argv(folder):
+        return ["export", "--run", str(run_dir), "--output", str(folder)]
+
+    done = run(argv(ref), env)
+    assert done.returncode == 0, done.stderr_tail
+    want = _export_files(ref)
+    assert "config.json" in want and any(n.endswith(".safetensors") for n in want)
+
+    def whole_or_absent():
+        if out.exists():
+            assert _export_files(out) == want
+
+    outcomes = kill_and_resume(
+        argv(out), env, plan, between=whole_or_absent, random_kills=2, random_window_s=(3.0, 8.0)
+    )
+    assert _export_files(out) == want
+    assert not list(tmp_path.glob(".export.*"))
+    json.loads((out / "config.json").read_text())
+    return outcomes
