@@ -17,6 +17,7 @@ from typing import Any
 from pivotrl_jax.errors import InputError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 WEIGHT_DTYPES = ("F32", "BF16", "F16", "F64")
 
 
@@ -34,6 +35,7 @@ def check_model_dir(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"not a readable JSON file: {e}", path=config_path) from None
     if not isinstance(config, dict):
         raise InputError("expected a JSON object", path=config_path)
+    _check_config(config_path)
     if (folder / "params").is_dir():  # native orbax layout
         return config
     weights = sorted(folder.glob("*.safetensors"))
@@ -49,6 +51,13 @@ def check_model_dir(path: str | os.PathLike) -> dict[str, Any]:
     for file in weights:
         _check_safetensors(file)
     return config
+
+
+def _check_config(config_path: Path) -> None:
+    """The model config's fields (a ModelConfigError names the field and the file)."""
+    from pivotrl_jax.models.weights import read_config  # deferred: imports jax
+
+    read_config(config_path.parent)
 
 
 def _check_safetensors(file: Path) -> None:
@@ -68,17 +77,33 @@ def _check_safetensors(file: Path) -> None:
             )
 
 
-def load_tokenizer(path: str | os.PathLike):
+def load_tokenizer(path: str | os.PathLike, vocab_size: int | None = None):
     """`AutoTokenizer.from_pretrained(path)` offline, with any failure an InputError naming the
-    folder."""
-    if not os.path.isdir(path):
+    folder. The folder must hold a tokenizer file (transformers would otherwise build an empty
+    tokenizer from config.json alone), and with `vocab_size` (the model's) every token id must
+    fit the embedding."""
+    folder = Path(path)
+    if not folder.is_dir():
         raise InputError("tokenizer folder not found", path=path, reason="missing_file")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InputError(
+            f"cannot load a tokenizer: none of {', '.join(TOKENIZER_FILES)} is there",
+            path=path,
+            reason="missing_file",
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer  # deferred: only tokenising runs need it
 
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # transformers and tokenizers raise many types for a bad folder
         raise InputError(
             f"cannot load a tokenizer: {type(e).__name__}: {str(e)[:300]}", path=path
         ) from None
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise InputError(
+            f"the tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size "
+            f"{vocab_size}",
+            path=path,
+        )
+    return tokenizer

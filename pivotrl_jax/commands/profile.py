@@ -124,7 +124,7 @@ def main(fv: flags.FlagValues) -> int:
     if not 0 <= pi < pc:
         raise ConfigError(f"--process_index {pi} is not in [0, --process_count {pc})")
     model_config = check_model_dir(cfg.model_dir)
-    tokenizer = load_tokenizer(cfg.model_dir)
+    tokenizer = load_tokenizer(cfg.model_dir, model_config.get("vocab_size"))
     record_check = prompt_record_check(model_config.get("vocab_size"))
 
     def check(record, path, index):

@@ -67,7 +67,7 @@ def main(fv: flags.FlagValues) -> int:
     if count == 0:
         raise InputError(f"no {s.prefix} records found", path=cfg.trajectories)
     model_config = check_model_dir(cfg.model_dir)
-    tokenizer = load_tokenizer(cfg.model_dir)
+    tokenizer = load_tokenizer(cfg.model_dir, model_config.get("vocab_size"))
     out = Path(fv.output)
     out.mkdir(parents=True, exist_ok=True)
     config_lib.write_resolved_config(cfg, out, command=" ".join(sys.argv))

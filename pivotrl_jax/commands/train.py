@@ -62,7 +62,7 @@ def main(fv: flags.FlagValues) -> int:
         except (KeyError, ValueError, TypeError) as e:
             raise ConfigError(f"verifier_for_all: {e}") from None
     model_config = check_model_dir(gcfg.model_dir)
-    tokenizer = load_tokenizer(gcfg.model_dir)
+    tokenizer = load_tokenizer(gcfg.model_dir, model_config.get("vocab_size"))
     out = Path(fv.output)
     out.mkdir(parents=True, exist_ok=True)
     config_lib.write_resolved_config(cfg, out, command=" ".join(sys.argv))

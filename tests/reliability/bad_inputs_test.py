@@ -277,9 +277,10 @@ CASES = [
          "--config=configs/profile.py:envs", *_profile(t, a)[1:],
          "--config.verifiers.terminal.name=no_such_verifier"],
          ("verifiers.terminal:", "'no_such_verifier'")),
-    Case("config_bad_verifier_param", lambda t, a: _profile(
-        t, a, None, "--config.verifier_params.tool_call.threshold=-3.0"),
-         ("verifier_params.tool_call:",)),
+    Case("config_bad_verifier_param", lambda t, a: [*_profile(t, a)[:1],
+         "--config=configs/profile.py:envs", *_profile(t, a)[1:],
+         "--config.verifiers.terminal.params.sandbox=nowhere"],
+         ("verifiers.terminal:", "unknown command sandbox 'nowhere'")),
     Case("config_mesh_does_not_divide", lambda t, a: _train(
         t, a, None, "--config.mesh_shape=(3,-1,1,1)"), ("mesh shape [3, -1, 1, 1]",)),
     Case("config_sft_batch_zero", lambda t, a: _sft(t, a, None, "--config.sft.batch_size=0"),
@@ -295,7 +296,7 @@ CASES = [
     Case("model_config_not_json", lambda t, a: _profile(t, a, None, model=_model(
         t, a, lambda f: (f / "config.json").write_text("{nope"))),
          ("{tmp}/model/config.json: not a readable JSON file",)),
-    Case("model_config_bad_field", lambda t, a: _train(t, a, None, model=_model(
+    Case("model_config_bad_field", lambda t, a: _profile(t, a, None, model=_model(
         t, a, lambda f: (f / "config.json").write_text(json.dumps(
             {**json.loads((f / "config.json").read_text()), "hidden_size": "wide"})))),
          ("model config field 'hidden_size'", "{tmp}/model/config.json")),
@@ -319,7 +320,7 @@ CASES = [
          ("missing tensor model.norm.weight",)),
     Case("tokenizer_missing", lambda t, a: _profile(t, a, None, model=_model(
         t, a, lambda f: [p.unlink() for p in f.glob("tokenizer*")])),
-         ("{tmp}/model: cannot load a tokenizer",)),
+         ("{tmp}/model: cannot load a tokenizer: none of tokenizer.json",)),
     Case("tokenizer_damaged", lambda t, a: _profile(t, a, None, model=_model(
         t, a, lambda f: (f / "tokenizer.json").write_text("{\"model\": 3}"))),
          ("{tmp}/model: cannot load a tokenizer",)),
