@@ -254,8 +254,8 @@ CASES = [
     Case("config_missing_file", lambda t, a: ["profile", "--config=configs/nope.py",
                                               "--candidates", "c", "--output", "o"],
          ("config file 'configs/nope.py' not found",)),
-    Case("config_unknown_variant", lambda t, a: [*_train(t, a)[:1], "--config=configs/train.py:tinyy",
-                                                 *_train(t, a)[2:]],
+    Case("config_unknown_variant", lambda t, a: [
+        *_train(t, a)[:1], "--config=configs/train.py:tinyy", *_train(t, a)[2:]],
          ("configs/train.py:tinyy", "unknown train variant 'tinyy'")),
     Case("config_file_syntax_error", lambda t, a: (
         (t / "bad.py").write_text("def get_config(:\n"),
@@ -325,7 +325,8 @@ CASES = [
         t, a, lambda f: (f / "tokenizer.json").write_text("{\"model\": 3}"))),
          ("{tmp}/model: cannot load a tokenizer",)),
     Case("extract_tokenizer_folder_missing", lambda t, a: _extract(
-        t, a, [_traj()], "--tokenizer", str(t / "tok")), ("{tmp}/tok: tokenizer folder not found",)),
+        t, a, [_traj()], "--tokenizer", str(t / "tok")),
+         ("{tmp}/tok: tokenizer folder not found",)),
     # -- verifier cases (pivotrl verify) -----------------------------------------------------
     Case("case_bad_json", lambda t, a: _verify(t, [GOOD_CASE, "{nope"]),
          ("{tmp}/cases.jsonl:2: not valid JSON",)),
@@ -394,7 +395,7 @@ def test_skip_counts_bad_rows_and_records(assets, tmp_path, capsys):
 
     cands = _cands(tmp_path, assets, (1, lambda r: {**r, "prompt_ids": [9999]}))
     argv = _profile(tmp_path, assets, cands, "--on_error=skip", "--config.profile.k=2",
-                    "--config.profile.max_new_tokens=2", "--config.profile.candidates_per_call=16")  # fmt: skip
+                    "--config.profile.candidates_per_call=16")  # fmt: skip
     assert cli.main(argv) == 0
     summary = json.loads((tmp_path / "o" / "summary-p00000-of-00001.json").read_text())
     assert summary["skipped_candidates"] == {"bad_record": 1}

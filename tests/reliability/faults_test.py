@@ -95,7 +95,7 @@ def test_shard_commit_killed_at_every_point_is_never_read_mixed(tmp_path):
     new = [{"id": f"new{i}", "x": [i] * 3} for i in range(9)]
     records.write_records(probe, old, shard_size=2, prefix="candidates")
     assert _write(probe, 9, "new", trace=trace).returncode == 0
-    points = [p for p in open(trace).read().splitlines() if p.startswith("records.")]
+    points = [p for p in trace.read_text().splitlines() if p.startswith("records.")]
     assert points.count("records.old_removed") == 3 and points.count("records.renamed") == 5
     seen = set()
     for name in sorted(set(points)):
