@@ -7,6 +7,7 @@ environment asks for it:
     PIVOTRL_FAULT="records.before_rename@3"        SIGKILL the 3rd time that point is passed
     PIVOTRL_FAULT="checkpoint.before_save@2+0.05"  at the 2nd pass, arm a timer: SIGKILL 0.05 s
                                                    later, in the middle of whatever runs then
+                                                   (or at exit, if the process gets there first)
     PIVOTRL_FAULT="a@1,b@4"                        whichever comes first
     PIVOTRL_FAULT_TRACE=/tmp/points.txt            append each point's name as it is passed
 
@@ -77,9 +78,9 @@ class _Injector:
         if fault is None or n != fault.count:
             return
         if fault.delay_s:
-            timer = threading.Timer(fault.delay_s, kill_self)
-            timer.daemon = True
-            timer.start()
+            # Not a daemon: should the work finish first, the interpreter waits for the timer
+            # at exit, so a planned kill always lands.
+            threading.Timer(fault.delay_s, kill_self).start()
         else:
             kill_self()
 

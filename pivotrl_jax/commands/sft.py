@@ -33,6 +33,7 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.data.record_checks import sft_record_check
     from pivotrl_jax.models.sharding import MESH_AXES
     from pivotrl_jax.train import loop, sft
+    from pivotrl_jax.train.checkpoint import NonFiniteStateError
     from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule
     from pivotrl_jax.train.state import create_train_state, make_policy, place_params
     from pivotrl_jax.train.step import StepConfig, make_train_step
@@ -104,6 +105,12 @@ def main(fv: flags.FlagValues) -> int:
     row_multiple = scfg.micro_batches * math.prod(
         mesh.shape[a] for a in policy.rules.batch if a in mesh.shape
     )
-    state, summary = sft.run_sft(scfg, optim, policy, state, step, iter(data), out, row_multiple)
+    try:
+        state, summary = sft.run_sft(
+            scfg, optim, policy, state, step, iter(data), out, row_multiple
+        )
+    except NonFiniteStateError as e:
+        print(f"pivotrl sft: stopped: {e}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
     return 0

@@ -43,6 +43,7 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.rollout.factory import open_engine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
+    from pivotrl_jax.train.checkpoint import NonFiniteStateError
 
     cfg = fv.config
     episodes = bool(tuple(cfg.episodes.domains))
@@ -110,7 +111,7 @@ def main(fv: flags.FlagValues) -> int:
             step_fn = episodic.iteration
         try:
             summary = loop.run(parts, out, step_fn)
-        except loop.TrainingDiverged as e:
+        except (loop.TrainingDiverged, NonFiniteStateError) as e:
             print(f"pivotrl train: stopped: {e}", file=sys.stderr)
             return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}))

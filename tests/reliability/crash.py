@@ -130,3 +130,15 @@ def comparable_metrics(rows: list[dict]) -> list[dict]:
     """Metrics rows without wall-time-dependent values."""
     skip = ("time/", "tokens_per_s", "mfu")
     return [{k: v for k, v in r.items() if not any(s in k for s in skip)} for r in rows]
+
+
+def checkpoint_state(run_dir: Path, step: int) -> tuple[dict, dict]:
+    """(TrainState as a dict of arrays, meta) of checkpoint `step` of a train / sft run."""
+    import orbax.checkpoint as ocp
+
+    with ocp.CheckpointManager(run_dir / "checkpoints") as mgr:
+        out = mgr.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()),
+        )
+    return out.state, dict(out.meta)

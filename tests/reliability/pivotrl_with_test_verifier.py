@@ -4,8 +4,9 @@
 
 `test_parity` scores an assistant message of even length 1 and anything else 0, so a random
 tiny model gets groups with reward variance and GRPO updates its weights. With
-`RELIABILITY_VERIFIER_FAULT=hang` or `=raise` it instead hangs (a busy loop) or raises on every
-odd-length message, which the verifier runner must cut off or count, never pass on.
+`RELIABILITY_VERIFIER_FAULT=misbehave` it instead hangs (a busy loop) on answers whose length is
+1 mod 4 and raises on those of length 3 mod 4, which the verifier runner must cut off or count,
+never pass on.
 """
 
 import dataclasses
@@ -18,14 +19,13 @@ from pivotrl_jax.rewards.base import VERIFIERS, result
 @dataclasses.dataclass(frozen=True)
 class Parity:
     def verify(self, state, expected, action):
-        even = action.kind == "message" and len(action.text) % 2 == 0
-        fault = os.environ.get("RELIABILITY_VERIFIER_FAULT", "")
-        if not even and fault == "hang":
-            while True:
+        n = len(action.text) if action.kind == "message" else 1
+        if os.environ.get("RELIABILITY_VERIFIER_FAULT") == "misbehave":
+            while n % 4 == 1:
                 pass
-        if not even and fault == "raise":
-            raise RuntimeError("verifier bug")
-        return result(float(even), "parity")
+            if n % 4 == 3:
+                raise RuntimeError("verifier bug")
+        return result(float(n % 2 == 0), "parity")
 
 
 if "test_parity" not in VERIFIERS:
