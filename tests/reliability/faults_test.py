@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from crash import REPO
@@ -147,3 +148,39 @@ def test_journal_killed_after_every_unit(tmp_path):
         assert _python(code.format(path=str(path)), {}).returncode == 0
         with Journal(path) as j:
             assert sorted(j.done) == list(range(6))
+
+
+def test_a_server_dies_with_the_process_that_started_it(tmp_path):
+    """`server.start` wraps the server command so the kernel kills it when the starter dies:
+    here the starter runs `sleep 600` that way and is then killed with -9."""
+    code = f"""
+        import os, subprocess, sys, time
+        from pivotrl_jax.rollout.server import _DIE_WITH_PARENT
+        child = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
+                                  "sleep", "600"], start_new_session=True)
+        open({str(tmp_path / "pid")!r}, "w").write(str(child.pid))
+        time.sleep(600)
+    """
+    starter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                               env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the wrapper has exec'd into sleep
+    child = int(pid_file.read_text())
+    assert Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep")
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        try:  # reaped by init once dead; a zombie counts as dead
+            if Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    alive = Path(f"/proc/{child}/stat").exists() and (
+        Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0] != "Z"
+    )
+    assert not alive

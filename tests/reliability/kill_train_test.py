@@ -11,6 +11,9 @@ aside and renaming the new one into place.
 """
 
 import json
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +27,7 @@ from crash import (
 )
 
 pytestmark = pytest.mark.slow
+REPO_TESTS = Path(__file__).resolve().parents[1]
 
 STEPS, LONG_STEPS = 4, 16  # checkpoints every 2 steps
 TRAIN_FAST = ["train.metrics_written@3", "checkpoint.before_save@1+0.02"]
@@ -217,3 +221,95 @@ def _check_export(plan, run_dir, assets, tmp_path, random_kills=0):
     assert not list(tmp_path.glob(".export.*"))
     json.loads((out / "config.json").read_text())
     return outcomes
+
+
+SGLANG_LONG = [
+    "atomic.before_replace@1",  # the resolved config
+    "sync.exported@1",  # step 1's weights exported, not yet loaded by the server
+    "checkpoint.saved@1",
+    "sync.exported@2",
+    "train.metrics_written@1",
+    "checkpoint.before_save@1+0.02",
+    "train.step_done@1",
+    "sync.exported@1",  # the re-sync of a resumed run
+    "checkpoint.saved@1",
+    "train.metrics_written@1",
+    "sync.exported@3",
+]
+
+
+def _servers_of(model_dir) -> list[int]:
+    """SGLang server processes still serving this test's model (orphans of a killed trainer)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"sglang.launch_server" in cmd and str(model_dir).encode() in cmd:
+            found.append(int(proc.name))
+    return found
+
+
+def assert_close_run(got_dir, ref_dir, steps):
+    """Equal rollouts and counters; parameters and float metrics equal within float32 noise
+    (the SGLang server's logprobs, which truncated importance sampling weighs, vary in their
+    last bits with how it batched the requests)."""
+    import jax
+
+    from pivotrl_jax.train.metrics import read_metrics
+
+    a, meta_a = checkpoint_state(ref_dir, steps)
+    b, meta_b = checkpoint_state(got_dir, steps)
+    assert meta_a == meta_b
+    for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+    rows_a = comparable_metrics(read_metrics(ref_dir))
+    rows_b = comparable_metrics(read_metrics(got_dir))
+    assert [r["step"] for r in rows_b] == list(range(1, steps + 1))
+    exact = ("reward/", "response/", "groups/", "rollout/tokens", "weight_version",
+             "optimizer_step", "update_skipped", "nonfinite_total")  # fmt: skip
+    for ra, rb in zip(rows_a, rows_b):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            if k.startswith(exact) or k == "step":
+                assert ra[k] == rb[k], k
+            else:
+                np.testing.assert_allclose(ra[k], rb[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.long
+@pytest.mark.sglang
+def test_train_with_sglang_killed_at_many_points(assets, tmp_path):
+    """`pivotrl train` with its own SGLang server, greedy rollouts (reproducible on CPU) with an
+    entropy bonus so every step changes the weights and syncs them; the trainer is killed at
+    11 points, including between a weight export and the server loading it; no server outlives
+    a killed trainer."""
+    sys.path.insert(0, str(REPO_TESTS / "rollout"))
+    from sglang_support import SGLANG_PYTHON, require_sglang_env
+
+    require_sglang_env()
+    steps = 8
+
+    def argv(assets, out, steps):
+        return [*train_argv(assets, out, steps), "--config.engine.name=sglang",
+                f"--config.engine.python={SGLANG_PYTHON}", "--config.rollout.temperature=0.0",
+                "--config.train.drop_zero_variance=false",
+                "--config.loss.entropy_coef=0.05"]  # fmt: skip
+
+    env = base_env(assets / "jax-cache")
+    ref_dir, out = tmp_path / "ref", tmp_path / "killed"
+    ref = run(argv(assets, ref_dir, steps), env, trace=tmp_path / "trace.txt")
+    assert ref.returncode == 0, ref.stderr_tail
+    assert {f.split("@")[0] for f in SGLANG_LONG} <= set(read_trace(tmp_path / "trace.txt"))
+
+    def between():
+        deadline = time.monotonic() + 30
+        while _servers_of(assets / "model") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _servers_of(assets / "model") == []  # died with the trainer
+        latest_checkpoint_is_whole(out)
+
+    outcomes = kill_and_resume(argv(assets, out, steps), env, SGLANG_LONG, between=between)
+    assert sum(o.killed for o in outcomes) >= len(SGLANG_LONG)
+    assert_close_run(out, ref_dir, steps)
