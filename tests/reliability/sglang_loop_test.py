@@ -241,7 +241,15 @@ def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed,
 
     for x, y in zip(jax.tree.leaves(ref_parts.state.params), jax.tree.leaves(parts.state.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert comparable_metrics(read_metrics(tmp_path)) == comparable_metrics(read_metrics(ref_dir))
+    got = comparable_metrics(read_metrics(tmp_path))
+    want = comparable_metrics(read_metrics(ref_dir))
+
+    def engine_free(rows):  # mismatch/*: the engine's own logprobs against the trainer's
+        return [{k: v for k, v in r.items() if not k.startswith("mismatch/")} for r in rows]
+
+    assert engine_free(got) == engine_free(want)
+    for a, b in zip(got, want):
+        assert abs(a["mismatch/max_abs"] - b["mismatch/max_abs"]) < 1e-5
 
 
 def sglang_servers() -> list[int]:
