@@ -5,11 +5,12 @@ One undisturbed run of 6 steps checks, after every weight sync: each rollout sam
 carried the step's weight version, and the server's logprobs of tokens it samples (temperature
 1) on fixed prompts equal the JAX policy's logprobs of the same tokens within 1e-4 (float32).
 
-A second run is disturbed: the server is SIGKILLed before a rollout, SIGKILLed in the middle of
-a weight update, made to serve other weights behind the engine's back (so its samples carry a
-wrong version), and killed once more from outside at a random moment. The engine restarts the
-server it manages on the latest synced weights, regenerates the wrong-version samples, and the
-run ends with the undisturbed run's parameters and metrics.
+A second run is disturbed: the server is SIGKILLed before a rollout and made to serve other
+weights behind the engine's back (so its samples carry a wrong version); under `make
+reliability` a third run also has it SIGKILLed in the middle of a weight update and killed
+from outside at a random moment. The engine restarts the server it manages on the latest
+synced weights, regenerates the wrong-version samples, and each run ends with the undisturbed
+run's parameters (bitwise) and metrics.
 
 Sampling. SGLang honours `sampling_seed` only with `--enable-deterministic-inference`, which
 refuses the CPU server's `torch_native` attention backend, so sampled rollouts cannot be made
@@ -208,16 +209,14 @@ def test_weights_sync_every_step_and_logprobs_match_jax(undisturbed):
     assert checks[0]["listening"] == {"127.0.0.1"}  # the server binds the loopback only
 
 
-def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed, assets, tmp_path):
-    from pivotrl_jax.train.metrics import read_metrics
+def _faults(which: tuple[str, ...], assets):
+    """The disturbances of a run, by name, at fixed rollout / weight-update calls."""
 
-    ref_dir, ref_parts = undisturbed[0], undisturbed[1]
-
-    def faults(engine, server):
+    def table(engine, server):
         def kill():
             os.killpg(server.pid, signal.SIGKILL)
 
-        def kill_soon():
+        def kill_soon():  # lands while the server loads the new weights (or just after)
             threading.Timer(0.3, kill).start()
 
         def serve_other_weights():  # behind the engine's back: the start-up weights, version 0
@@ -229,16 +228,37 @@ def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed,
         def random_kill():
             threading.Timer(random.Random(0).uniform(0.0, 5.0), kill).start()
 
-        return {2: kill, 4: serve_other_weights, 5: random_kill}, {3: kill_soon}
+        before_generate = {2: kill, 4: serve_other_weights, 5: random_kill}
+        before_update = {3: kill_soon}
+        named = {
+            "kill_before_rollout": (before_generate, 2),
+            "desync": (before_generate, 4),
+            "random_kill": (before_generate, 5),
+            "kill_mid_update": (before_update, 3),
+        }
+        chosen: tuple[dict, dict] = ({}, {})
+        for name in which:
+            where, call = named[name]
+            chosen[0 if where is before_generate else 1][call] = where[call]
+        return chosen
 
-    parts, checks, summary, stats, _ = train_run(assets, tmp_path, faults)
+    return table
+
+
+def _check_disturbed(undisturbed, assets, tmp_path, which):
+    import jax
+
+    from pivotrl_jax.train.metrics import read_metrics
+
+    ref_dir, ref_parts = undisturbed[0], undisturbed[1]
+    parts, checks, summary, stats, _ = train_run(assets, tmp_path, _faults(which, assets))
     assert summary["weight_version"] == STEPS
-    assert stats["restarts"] >= 2 and stats["regenerated_samples"] > 0, stats
+    kills = sum(w != "desync" for w in which)
+    assert stats.get("restarts", 0) >= min(kills, 2), stats
+    assert ("desync" in which) == (stats.get("regenerated_samples", 0) > 0), stats
     for c in checks:
         assert c["rollout_versions"] == {str(c["step"] - 1)}, c  # wrong-version samples redone
         assert c["gap"] <= 1e-4, c
-    import jax
-
     for x, y in zip(jax.tree.leaves(ref_parts.state.params), jax.tree.leaves(parts.state.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     got = comparable_metrics(read_metrics(tmp_path))
@@ -250,6 +270,16 @@ def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed,
     assert engine_free(got) == engine_free(want)
     for a, b in zip(got, want):
         assert abs(a["mismatch/max_abs"] - b["mismatch/max_abs"]) < 1e-5
+
+
+def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed, assets, tmp_path):
+    _check_disturbed(undisturbed, assets, tmp_path, ("kill_before_rollout", "desync"))
+
+
+@pytest.mark.long
+def test_server_killed_four_ways_mid_train_the_run_still_matches(undisturbed, assets, tmp_path):
+    which = ("kill_before_rollout", "kill_mid_update", "desync", "random_kill")
+    _check_disturbed(undisturbed, assets, tmp_path, which)
 
 
 def sglang_servers() -> list[int]:
