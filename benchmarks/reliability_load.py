@@ -98,6 +98,8 @@ def _candidates(folder: Path, n: int, vocab: int, seed: int = 0) -> None:
 
 
 def profile_load(sizes: list[int], work: Path) -> dict:
+    ENV["JAX_COMPILATION_CACHE_DIR"] = str(work / "jax-cache")  # compile once for all sizes
+    ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     model = work / "model"
     _init_model(model, "tiny", "--config.model.num_hidden_layers=1")
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]

@@ -13,6 +13,7 @@ with output equal, record for record, to an uninterrupted run.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import itertools
 import json
@@ -231,7 +232,7 @@ class _Tally:
     def __init__(self):
         self.candidates = self.rollouts = self.tokens = self.zero = 0
         self.mean_sum = 0.0
-        self.hist = np.zeros(10, np.int64)
+        self.means = array.array("d")  # 8 bytes a candidate, for the histogram
         self.reasons: Counter = Counter()
 
     def add(self, profile: Mapping[str, Any]) -> None:
@@ -240,7 +241,7 @@ class _Tally:
         self.tokens += sum(profile["completion_tokens"])
         self.zero += profile["variance"] == 0.0
         self.mean_sum += profile["mean"]
-        self.hist += mean_reward_histogram([profile["mean"]])["counts"]
+        self.means.append(profile["mean"])
         self.reasons.update(profile["verifier_reasons"])
 
 
@@ -346,10 +347,7 @@ def run_profile(
         "non_engine_time_fraction": (wall - engine_s) / wall if wall > 0 else 0.0,
         "zero_variance_fraction": tally.zero / tally.candidates if tally.candidates else 0.0,
         "mean_reward": tally.mean_sum / tally.candidates if tally.candidates else 0.0,
-        "mean_reward_histogram": {
-            "edges": mean_reward_histogram([])["edges"],
-            "counts": [int(c) for c in tally.hist],
-        },
+        "mean_reward_histogram": mean_reward_histogram(np.frombuffer(tally.means)),
         "verifier": stats,
         "skipped_candidates": dict(skipped or {}),
         "provenance": prov,
