@@ -49,10 +49,17 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             max_prompt_len=2048,  # longer pivots are an error at load
             length_buckets=(),  # T buckets; empty: powers of two up to prompt + response
             pack=False,  # pack several sequences per row instead of one per row
-            old_logprobs="recompute",  # "recompute" (trainer, pre-update) or "engine"
+            # A group's prompt computed once: its G responses after one copy of it in a row
+            # (each sees the prompt and itself only), groups packed into as many rows as needed.
+            share_prefix=True,
+            # pi_old: "auto" (the step's own detached log-probs with one update per batch, no
+            # extra forward; else "recompute"), "current", "recompute" (a forward pass with the
+            # pre-update weights) or "engine" (the sampler's log-probs)
+            old_logprobs="auto",
             reference_dtype="float32",  # frozen pi_0 storage dtype ("bfloat16" halves it)
             kl_metric=True,  # measure KL to pi_0 even at beta = 0 (one reference forward)
-            entropy_metric=True,
+            entropy_metric=True,  # from the log-probs' own logits pass
+            logits_chunk_mb=32,  # float32 logits computed at once (a chunk of tokens x V)
             max_nonfinite=3,  # stop after this many skipped non-finite updates
             drop_zero_variance=True,  # drop groups whose G rewards are all equal (counted)
             peak_tflops=0.0,  # per-device peak for MFU; 0 leaves MFU out

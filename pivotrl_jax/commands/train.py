@@ -43,13 +43,16 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.rollout.factory import open_engine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
+    from pivotrl_jax.train.bookkeeping import TrainingDiverged
     from pivotrl_jax.train.checkpoint import NonFiniteStateError
+    from pivotrl_jax.train.grpo_config import grpo_config
+    from pivotrl_jax.train.parts import build_parts
 
     cfg = fv.config
     episodes = bool(tuple(cfg.episodes.domains))
     config_lib.require(cfg, "model_dir", *(() if episodes else ("pivots",)))
     try:
-        gcfg = loop.grpo_config(cfg)
+        gcfg = grpo_config(cfg)
         ENGINE_BUILDERS.get(gcfg.engine.name)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(str(e)) from None
@@ -91,7 +94,7 @@ def main(fv: flags.FlagValues) -> int:
         return completion_text(tokenizer, ids, stop_ids)
 
     with open_engine(gcfg.engine, gcfg.model_dir, mesh) as engine:
-        parts = loop.build_parts(
+        parts = build_parts(
             gcfg,
             mesh,
             engine,
@@ -111,7 +114,7 @@ def main(fv: flags.FlagValues) -> int:
             step_fn = episodic.iteration
         try:
             summary = loop.run(parts, out, step_fn)
-        except (loop.TrainingDiverged, NonFiniteStateError) as e:
+        except (TrainingDiverged, NonFiniteStateError) as e:
             print(f"pivotrl train: stopped: {e}", file=sys.stderr)
             return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}))

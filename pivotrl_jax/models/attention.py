@@ -1,12 +1,19 @@
 """Grouped-query attention with q/k RMSNorm and rotary embeddings (Qwen3).
 
-Who may attend to whom is decided by per-token `segment_ids` and `positions` alone:
+Who may attend to whom is decided by per-token `segment_ids`, `parent_ids` and `positions`:
 
-    key s is visible to query t  iff  seg[s] == seg[t] != 0  and  pos[s] <= pos[t]
+    key s is visible to query t  iff  seg[s] != 0  and  seg[s] in {seg[t], parent[t]}
+                                      and  pos[s] <= pos[t]
 
 `segment_ids` is the attention mask generalised: 0 marks padding (or an empty cache slot),
 1 a real token; packed rows number their sequences 1, 2, ... . Padding therefore never leaks,
 wherever it sits (left, right, inside a packed row or in the unused tail of a KV cache).
+`parent_ids` (0 = none) lets a segment continue another one: G responses to one prompt, packed
+after a single copy of it, each name the prompt's segment as parent and carry positions that go
+on from the prompt's, so each sees the prompt and itself, never a sibling (train/batching.py):
+
+    tokens:   p p p | a a | b b b        segment: 1 1 1 2 2 3 3 3    parent: 0 0 0 1 1 1 1 1
+                                        position: 0 1 2 3 4 3 4 5
 """
 
 from __future__ import annotations
@@ -42,11 +49,18 @@ def rope(x: Array, positions: Array, theta: float) -> Array:
 
 
 def attention_mask(
-    q_positions: Array, q_segments: Array, kv_positions: Array, kv_segments: Array
+    q_positions: Array,  # [B, T]
+    q_segments: Array,  # [B, T]
+    kv_positions: Array,  # [B, S]
+    kv_segments: Array,  # [B, S]
+    q_parents: Array | None = None,  # [B, T]; None: no segment has a parent
 ) -> Array:
     """[B, T, S] bool: the visibility rule in the module docstring."""
-    same = kv_segments[:, None, :] == q_segments[:, :, None]
-    real = kv_segments[:, None, :] != 0
+    kv = kv_segments[:, None, :]
+    same = kv == q_segments[:, :, None]
+    if q_parents is not None:
+        same = same | (kv == q_parents[:, :, None])
+    real = kv != 0
     causal = kv_positions[:, None, :] <= q_positions[:, :, None]
     return same & real & causal
 
@@ -115,6 +129,7 @@ class Attention(nnx.Module):
         kv_segment_ids: Array,  # [B, S]
         cache_kv: tuple[Array, Array] | None = None,  # ([B, S, K, H], [B, S, K, H])
         cache_index: Array | None = None,  # [] first slot written by these T tokens
+        parent_ids: Array | None = None,  # [B, T] the segment each token's segment continues
     ) -> tuple[Array, tuple[Array, Array] | None]:
         dt = self.dtype
         x = x.astype(dt)
@@ -129,6 +144,6 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
             v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             cache_kv = (k, v)
-        mask = attention_mask(positions, segment_ids, kv_positions, kv_segment_ids)
+        mask = attention_mask(positions, segment_ids, kv_positions, kv_segment_ids, parent_ids)
         out = attend(q, k.astype(dt), v.astype(dt), mask)  # [B, T, N, H]
         return jnp.einsum("BTNH,NHD->BTD", out, self.o_proj[...].astype(dt)), cache_kv

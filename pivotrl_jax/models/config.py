@@ -66,6 +66,7 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"  # storage dtype
     remat: str = "none"  # per-layer rematerialisation: none | full | dots
+    scan_layers: bool = True  # run runs of same-kind layers as one lax.scan (flat compile time)
     moe_dispatch: str = "dense"  # a name in models.moe.DISPATCH
 
     def __post_init__(self):
@@ -148,9 +149,9 @@ class ModelConfig:
     def from_hf_config(cls, hf: dict[str, Any], **overrides: Any) -> ModelConfig:
         """Reads a transformers `config.json` dict (model_type qwen3 or qwen3_moe).
 
-        `overrides` set the run fields (dtype, param_dtype, remat, moe_dispatch) or replace any
-        field. Unsupported features (sliding window, attention bias, scaled RoPE) are errors, not
-        silently ignored.
+        `overrides` set the run fields (dtype, param_dtype, remat, scan_layers, moe_dispatch) or
+        replace any field. Unsupported features (sliding window, attention bias, scaled RoPE) are
+        errors, not silently ignored.
         """
         model_type = hf.get("model_type")
         if model_type not in _MODEL_TYPES:

@@ -1,9 +1,10 @@
 """The Qwen3 / Qwen3-MoE decoder, and the pure forward the trainer jits.
 
-    logits, cache = model(input_ids, positions, attention_mask, cache=None)
+    logits, cache = model(input_ids, positions, attention_mask, cache=None, parent_ids=None)
 
 input_ids, positions: [B, T] int; attention_mask: [B, T] int, 0 for padding, 1 for a token
-(or 1, 2, ... numbering packed sequences: see attention.py); cache: a `KVCache` or None.
+(or 1, 2, ... numbering packed sequences: see attention.py); cache: a `KVCache` or None;
+parent_ids: [B, T] int or None, the segment each segment continues (prefix-shared rows).
 logits: [B, T, V] float32; cache: the updated cache, or None when none was given.
 
 >>> from pivotrl_jax.models.config import ModelConfig
@@ -17,6 +18,8 @@ logits: [B, T, V] float32; cache: the updated cache, or None when none was given
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +79,7 @@ class DecoderLayer(nnx.Module):
         kv_segment_ids,
         cache_kv=None,
         cache_index=None,
+        parent_ids=None,
     ):
         h, cache_kv = self.attn(
             self.input_norm(x),
@@ -85,13 +89,53 @@ class DecoderLayer(nnx.Module):
             kv_segment_ids,
             cache_kv,
             cache_index,
+            parent_ids,
         )
         x = x + h
         return x + self.mlp(self.post_attn_norm(x)), cache_kv
 
 
+def layer_groups(kinds: Sequence[Hashable], max_period: int = 4) -> list[tuple[int, int, int]]:
+    """Cover layers 0..L-1 with runs (start, period, repeats) of a repeated pattern of kinds.
+
+    Layers [start, start + period * repeats) are `repeats` copies of kinds[start:start+period],
+    so one scan over the repeats runs them with one compiled body; a layer that repeats nothing
+    gets a run of its own (repeats 1). Each run is the longest one found from its start.
+
+    >>> layer_groups(["dense", "moe", "moe", "moe"])
+    [(0, 1, 1), (1, 1, 3)]
+    >>> layer_groups(["dense", "moe"] * 3)
+    [(0, 2, 3)]
+    """
+    kinds = tuple(kinds)
+    out, i = [], 0
+    while i < len(kinds):
+        best = (1, 1)
+        for period in range(1, min(max_period, len(kinds) - i) + 1):
+            pattern = kinds[i : i + period]
+            repeats = 1
+            while kinds[i + repeats * period : i + (repeats + 1) * period] == pattern:
+                repeats += 1
+            if repeats > 1 and period * repeats > best[0] * best[1]:
+                best = (period, repeats)
+        out.append((i, *best))
+        i += best[0] * best[1]
+    return out
+
+
+def _stack(states: Sequence[nnx.State]) -> nnx.State:
+    """Per-layer parameter states -> one state whose arrays have a leading [L] axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
 class Transformer(nnx.Module):
-    """Token embedding, `num_hidden_layers` decoder layers, final RMSNorm, output head."""
+    """Token embedding, `num_hidden_layers` decoder layers, final RMSNorm, output head.
+
+    Without a cache the layers run as `lax.scan`s over runs of layers of the same kind
+    (`layer_groups`; `config.scan_layers`), each layer's parameters sliced from a stack made
+    inside the jitted program, so compile time does not grow with depth; `config.remat` then
+    applies to the scan body. With a cache (prefill, decode) they run one after another.
+    """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         c = self.config = config
@@ -113,54 +157,94 @@ class Transformer(nnx.Module):
                 normal_init(("embed", "vocab"))(rngs.params(), (D, V), c.storage_dtype)
             )
 
+    def output_head(self) -> Array:
+        """[D, V] output projection in the compute dtype (the embedding's transpose if tied)."""
+        dt = self.config.compute_dtype
+        if self.config.tie_word_embeddings:
+            return self.embedding[...].astype(dt).T
+        return self.lm_head[...].astype(dt)
+
+    def logits(self, hidden: Array) -> Array:  # [B, T, D] -> [B, T, V] float32
+        # Output logits accumulate and return in float32.
+        return jnp.einsum(
+            "BTD,DV->BTV", hidden, self.output_head(), preferred_element_type=jnp.float32
+        )
+
+    def _remat(self, fn):
+        c = self.config
+        return fn if c.remat == "none" else jax.checkpoint(fn, policy=REMAT_POLICIES.get(c.remat))
+
+    def hidden_states(
+        self,
+        input_ids: Array,  # [B, T]
+        positions: Array,  # [B, T]
+        attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
+        parent_ids: Array | None = None,  # [B, T]; see attention.py
+    ) -> Array:  # [B, T, D] after the final norm, in the compute dtype
+        c = self.config
+        segment_ids = attention_mask.astype(jnp.int32)
+        x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
+
+        def apply(layer, x):
+            kv = (positions, segment_ids)
+            return layer(x, positions, segment_ids, *kv, parent_ids=parent_ids)[0]
+
+        kinds = [c.is_moe_layer(i) for i in range(c.num_hidden_layers)]
+        runs = layer_groups(kinds) if c.scan_layers else [(0, len(kinds), 1)]
+        for start, period, repeats in runs:
+            blocks = [
+                [self.layers[start + r * period + j] for j in range(period)] for r in range(repeats)
+            ]
+            if repeats == 1:
+                for layer in blocks[0]:
+                    x = self._remat(lambda x, layer=layer: apply(layer, x))(x)
+                continue
+            graphdefs = [nnx.split(layer)[0] for layer in blocks[0]]
+            stacks = [_stack([nnx.split(b[j])[1] for b in blocks]) for j in range(period)]
+
+            def body(x, states, graphdefs=graphdefs):
+                for graphdef, state in zip(graphdefs, states):
+                    x = apply(nnx.merge(graphdef, state), x)
+                return x, None
+
+            x, _ = jax.lax.scan(self._remat(body), x, stacks)
+        return self.final_norm(x)
+
     def __call__(
         self,
         input_ids: Array,  # [B, T]
         positions: Array,  # [B, T]
         attention_mask: Array,  # [B, T]; 0 = padding, else a segment id
         cache: KVCache | None = None,
+        parent_ids: Array | None = None,  # [B, T]; see attention.py (no cache only)
     ) -> tuple[Array, KVCache | None]:
+        if cache is None:
+            hidden = self.hidden_states(input_ids, positions, attention_mask, parent_ids)
+            return self.logits(hidden), None
+        if parent_ids is not None:
+            raise ValueError("parent_ids are not supported with a KV cache")
         c = self.config
         T = input_ids.shape[1]
         segment_ids = attention_mask.astype(jnp.int32)
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
-        if cache is None:
-            kv_positions, kv_segment_ids, index = positions, segment_ids, None
-        else:
-            index = cache.index
-            cache = cache.write_tokens(positions, segment_ids)
-            kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
-        call = DecoderLayer.__call__
-        if c.remat != "none":
-            call = nnx.remat(call, policy=REMAT_POLICIES.get(c.remat))
+        index = cache.index
+        cache = cache.write_tokens(positions, segment_ids)
+        kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
-            layer_kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, layer_kv = call(
-                layer, x, positions, segment_ids, kv_positions, kv_segment_ids, layer_kv, index
-            )
-            if layer_kv is not None:
-                ks.append(layer_kv[0])
-                vs.append(layer_kv[1])
-        x = self.final_norm(x)
-        # Output logits accumulate and return in float32.
-        if c.tie_word_embeddings:
-            logits = jnp.einsum(
-                "BTD,VD->BTV",
+            x, (k, v) = layer(
                 x,
-                self.embedding[...].astype(x.dtype),
-                preferred_element_type=jnp.float32,
+                positions,
+                segment_ids,
+                kv_positions,
+                kv_segment_ids,
+                (cache.k[i], cache.v[i]),
+                index,
             )
-        else:
-            logits = jnp.einsum(
-                "BTD,DV->BTV",
-                x,
-                self.lm_head[...].astype(x.dtype),
-                preferred_element_type=jnp.float32,
-            )
-        if cache is not None:
-            cache = cache.advance(ks, vs, T)
-        return logits, cache
+            ks.append(k)
+            vs.append(v)
+        logits = self.logits(self.final_norm(x))
+        return logits, cache.advance(ks, vs, T)
 
 
 def forward(
@@ -169,10 +253,29 @@ def forward(
     input_ids: Array,
     positions: Array,
     attention_mask: Array,
+    parent_ids: Array | None = None,
 ) -> Array:
     """Pure logits [B, T, V] f32 of the model `nnx.split(model)` gave, for jit/grad."""
-    logits, _ = nnx.merge(graphdef, params)(input_ids, positions, attention_mask)
+    logits, _ = nnx.merge(graphdef, params)(
+        input_ids, positions, attention_mask, parent_ids=parent_ids
+    )
     return logits
+
+
+def forward_hidden(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    input_ids: Array,
+    positions: Array,
+    attention_mask: Array,
+    parent_ids: Array | None = None,
+) -> tuple[Array, Array]:
+    """Pure (final hidden states [B, T, D], output head [D, V]): the logits are
+    `hidden @ head`, left to the caller to compute in chunks (train/logprobs.py)."""
+    model = nnx.merge(graphdef, params)
+    return model.hidden_states(
+        input_ids, positions, attention_mask, parent_ids
+    ), model.output_head()
 
 
 def forward_with_cache(

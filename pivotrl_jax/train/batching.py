@@ -1,4 +1,5 @@
-"""Rollouts -> fixed-shape trainer batches: bucketed padding or packing, padding masked out.
+"""Rollouts -> fixed-shape trainer batches: one sequence per row, packed rows, or prefix-shared
+GRPO groups; padding masked out.
 
 A `Sequence` is one sampled action in its state: prompt ids, response ids, the rollout engine's
 per-token logprobs of the response, and the group advantage. A `TrainBatch` lays sequences out
@@ -9,11 +10,27 @@ on a [B, T] grid, one per row (padding) or several per row (packing):
     positions:   0 1 2 3 4 5   0 1 2 3 4 5   0 1 2 0 0 0
     loss_mask:   0 0 1 1 1 0   0 1 1 1 1 0   0 1 0 0 0 0    (1 at t when token t+1 is a response)
 
-The model lets a token see only earlier tokens of its own segment (segment id 0 sees nothing and
-is seen by nothing), so a row's logprobs do not depend on its padding or its neighbours; targets,
-masks and logprobs are aligned to the *predicting* position t (target = token t + 1 of the same
-segment). T is the smallest of a few fixed buckets that fits, and the row count is rounded up to
-a few fixed sizes, so the jitted step compiles a handful of times, not once per batch.
+With `share_prefix`, the G sequences of one prompt (a GRPO group) share one copy of it: the
+prompt minus its last token is a segment of its own, and each response follows as a segment
+that starts with the prompt's last token, names the prompt segment as its parent and continues
+its positions. Each response then sees exactly what it would see in a row of its own (the
+prompt and its own earlier tokens; attention.py), so its logprobs and gradients are those of G
+separate rows, while the prompt is computed once:
+
+    prompt a b c d, responses x y / z:
+    tokens:      a b c | d x y | d z       (the shared prompt, then each response)
+    segment_ids: 1 1 1   2 2 2   3 3
+    parent_ids:  0 0 0   1 1 1   1 1
+    positions:   0 1 2   3 4 5   3 4
+    loss_mask:   0 0 0   1 1 0   1 0       (d predicts x, x predicts y; d predicts z)
+
+The model lets a token see only earlier tokens of its own segment and of its parent (segment id 0
+sees nothing and is seen by nothing), so a row's logprobs do not depend on its padding or its
+neighbours; targets, masks and logprobs are aligned to the *predicting* position t (target =
+token t + 1 of the same segment). T is the smallest of a few fixed buckets that fits, so the
+jitted step compiles a handful of times, not once per batch. Rows are as many as the layout
+needs, rounded up to a multiple (micro-batches x data-parallel devices); `pad_rows` instead
+rounds up to powers of two (fewer shapes to compile when batches vary a lot, as in SFT).
 """
 
 from __future__ import annotations
@@ -21,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence as Seq
+from typing import Any
 
 import jax
 import numpy as np
@@ -47,8 +65,9 @@ class TrainBatch:
     """A [B, T] trainer batch; every array field is aligned to the predicting position t."""
 
     input_ids: Array  # [B, T] int32
-    positions: Array  # [B, T] int32, 0.. within each segment
+    positions: Array  # [B, T] int32, 0.. within each segment (a response continues its parent)
     segment_ids: Array  # [B, T] int32, 0 = padding, 1.. = sequence within the row
+    parent_ids: Array  # [B, T] int32, the segment a token's segment continues; 0 = none
     targets: Array  # [B, T] int32, the token predicted at t (0 where none)
     loss_mask: Array  # [B, T] float32, 1 where the target is a response token
     advantages: Array  # [B, T] float32, the sequence's advantage on its loss positions
@@ -83,38 +102,75 @@ def bucket_rows(rows: int, multiple: int, max_rows: int) -> int:
     return min(multiple * (1 << (units - 1).bit_length()), cap)
 
 
-def _layout(seqs: Seq[Sequence], T: int, pack: bool) -> list[list[int]]:
-    """Row assignment: one sequence per row, or first-fit-decreasing packing into rows of T."""
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """What one row slot holds: sequences `members` of one prompt, one segment each, after a
+    shared copy of the prompt (`shared`), or a single sequence with its prompt (not shared)."""
+
+    members: tuple[int, ...]  # indices into the sequences
+    shared: bool
+
+    def length(self, seqs: Seq[Sequence]) -> int:
+        if not self.shared:
+            (i,) = self.members
+            return len(seqs[i].prompt_ids) + len(seqs[i].response_ids)
+        prefix = len(seqs[self.members[0]].prompt_ids) - 1
+        return prefix + sum(1 + len(seqs[i].response_ids) for i in self.members)
+
+
+def _units(seqs: Seq[Sequence], share_prefix: bool, max_len: int) -> list[Unit]:
+    """One unit per sequence, or per group of sequences with equal prompts (in first-seen order),
+    a group split into consecutive parts where one row of `max_len` cannot hold it all."""
+    if not share_prefix:
+        return [Unit((i,), False) for i in range(len(seqs))]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, s in enumerate(seqs):
+        groups.setdefault(s.prompt_ids, []).append(i)
+    units = []
+    for prompt, members in groups.items():
+        part: list[int] = []
+        used = len(prompt) - 1
+        for i in members:
+            need = 1 + len(seqs[i].response_ids)
+            if part and used + need > max_len:
+                units.append(Unit(tuple(part), True))
+                part, used = [], len(prompt) - 1
+            part.append(i)
+            used += need
+        units.append(Unit(tuple(part), True))
+    return units
+
+
+def _layout(units: Seq[Unit], lengths: Seq[int], T: int, pack: bool) -> list[list[int]]:
+    """Row assignment of units: one per row, or first-fit-decreasing packing into rows of T."""
     if not pack:
-        return [[i] for i in range(len(seqs))]
-    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in seqs]
+        return [[u] for u in range(len(units))]
     rows: list[list[int]] = []
     free: list[int] = []
     # Stable sort by decreasing length: ties keep input order (deterministic layout).
-    for i in sorted(range(len(seqs)), key=lambda i: -lengths[i]):
+    for u in sorted(range(len(units)), key=lambda u: -lengths[u]):
         for r, room in enumerate(free):
-            if lengths[i] <= room:
-                rows[r].append(i)
-                free[r] -= lengths[i]
+            if lengths[u] <= room:
+                rows[r].append(u)
+                free[r] -= lengths[u]
                 break
         else:
-            rows.append([i])
-            free.append(T - lengths[i])
+            rows.append([u])
+            free.append(T - lengths[u])
     return rows
 
 
-def make_batch(
-    seqs: Seq[Sequence],
-    *,
-    length_buckets: Seq[int],
-    row_multiple: int = 1,
-    max_rows: int | None = None,
-    pack: bool = False,
-) -> TrainBatch:
-    """Lays `seqs` out as a numpy-backed TrainBatch (put it on devices with `jax.device_put`).
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where every sequence went: its row and the column predicting its first response token."""
 
-    old_logprobs starts as a copy of behaviour_logprobs (the engine's), ref_logprobs as zeros.
-    """
+    T: int
+    rows: int  # rows holding sequences (the batch may have more, all padding)
+    row: tuple[int, ...]  # [n sequences]
+    response_start: tuple[int, ...]  # [n sequences]
+
+
+def _check(seqs: Seq[Sequence]) -> None:
     if not seqs:
         raise ValueError("make_batch needs at least one sequence")
     for s in seqs:
@@ -128,52 +184,105 @@ def make_batch(
             raise ValueError(
                 f"response of {len(s.response_ids)} tokens has {len(s.response_mask)} mask values"
             )
-    longest = max(len(s.prompt_ids) + len(s.response_ids) for s in seqs)
-    T = bucket_length(longest, length_buckets)
-    layout = _layout(seqs, T, pack)
-    B = bucket_rows(len(layout), row_multiple, max_rows or len(layout))
-    if len(layout) > B:
-        raise ValueError(f"{len(layout)} rows do not fit max_rows={max_rows}")
+
+
+def make_batch(seqs: Seq[Sequence], **layout: Any) -> TrainBatch:
+    """`make_batch_and_layout(seqs, **layout)`'s batch alone."""
+    return make_batch_and_layout(seqs, **layout)[0]
+
+
+def make_batch_and_layout(
+    seqs: Seq[Sequence],
+    *,
+    length_buckets: Seq[int],
+    row_multiple: int = 1,
+    max_rows: int | None = None,
+    pack: bool = False,
+    share_prefix: bool = False,
+    pad_rows: bool = False,
+) -> tuple[TrainBatch, Layout]:
+    """Lays `seqs` out as a numpy-backed TrainBatch (put it on devices with `jax.device_put`),
+    and says where each sequence landed (for `response_values`).
+
+    `share_prefix` puts sequences with equal prompts after one copy of it (then `pack` packs
+    whole groups into rows); rows are the layout's, rounded up to `row_multiple` (or to
+    `row_multiple` · 2^k with `pad_rows`), at most `max_rows`. old_logprobs starts as a copy
+    of behaviour_logprobs (the engine's), ref_logprobs as zeros.
+    """
+    _check(seqs)
+    units = _units(seqs, share_prefix, max(length_buckets))
+    lengths = [u.length(seqs) for u in units]
+    T = bucket_length(max(lengths), length_buckets)
+    layout = _layout(units, lengths, T, pack)
+    needed = len(layout)
+    if max_rows is not None and needed > max_rows:
+        raise ValueError(f"{needed} rows do not fit max_rows={max_rows}")
+    if pad_rows:
+        B = bucket_rows(needed, row_multiple, max_rows or needed)
+    else:
+        B = math.ceil(needed / row_multiple) * row_multiple
 
     ids = np.zeros((B, T), np.int32)
     pos = np.zeros((B, T), np.int32)
     seg = np.zeros((B, T), np.int32)
+    par = np.zeros((B, T), np.int32)
     tgt = np.zeros((B, T), np.int32)
     mask = np.zeros((B, T), np.float32)
     adv = np.zeros((B, T), np.float32)
     blp = np.zeros((B, T), np.float32)
+    row_of = [0] * len(seqs)
+    start_of = [0] * len(seqs)
+
+    def put(r: int, start: int, tokens: np.ndarray, first_pos: int, segment: int, parent: int):
+        n = len(tokens)
+        sl = slice(start, start + n)
+        ids[r, sl] = tokens
+        pos[r, sl] = first_pos + np.arange(n)
+        seg[r, sl] = segment
+        par[r, sl] = parent
+        tgt[r, start : start + n - 1] = tokens[1:]
+
+    def put_response(r: int, at: int, i: int) -> None:
+        # Response token j is predicted at column at + j.
+        s = seqs[i]
+        resp = slice(at, at + len(s.response_ids))
+        mask[r, resp] = 1.0 if s.response_mask is None else np.asarray(s.response_mask)
+        adv[r, resp] = s.advantage
+        blp[r, resp] = np.asarray(s.response_logprobs, np.float32)
+        row_of[i], start_of[i] = r, at
+
     for r, members in enumerate(layout):
-        start = 0
-        for k, i in enumerate(members):
-            s = seqs[i]
-            tokens = np.asarray(s.prompt_ids + s.response_ids, np.int32)
-            n, lp = len(tokens), len(s.prompt_ids)
-            sl = slice(start, start + n)
-            ids[r, sl] = tokens
-            pos[r, sl] = np.arange(n)
-            seg[r, sl] = k + 1
-            tgt[r, start : start + n - 1] = tokens[1:]
-            # Response token j (j >= lp) is predicted at position j - 1.
-            resp = slice(start + lp - 1, start + n - 1)
-            mask[r, resp] = 1.0 if s.response_mask is None else np.asarray(s.response_mask)
-            adv[r, resp] = s.advantage
-            blp[r, resp] = np.asarray(s.response_logprobs, np.float32)
-            start += n
-    return TrainBatch(ids, pos, seg, tgt, mask, adv, blp, blp.copy(), np.zeros_like(blp))
+        start, segment = 0, 0
+        for u in members:
+            unit = units[u]
+            prompt = seqs[unit.members[0]].prompt_ids
+            if not unit.shared:
+                (i,) = unit.members
+                tokens = np.asarray(prompt + seqs[i].response_ids, np.int32)
+                segment += 1
+                put(r, start, tokens, 0, segment, 0)
+                put_response(r, start + len(prompt) - 1, i)
+                start += len(tokens)
+                continue
+            parent = 0
+            if len(prompt) > 1:
+                segment += 1
+                parent = segment
+                put(r, start, np.asarray(prompt[:-1], np.int32), 0, segment, 0)
+                start += len(prompt) - 1
+            for i in unit.members:
+                tokens = np.asarray(prompt[-1:] + seqs[i].response_ids, np.int32)
+                segment += 1
+                put(r, start, tokens, len(prompt) - 1, segment, parent)
+                put_response(r, start, i)
+                start += len(tokens)
+    batch = TrainBatch(ids, pos, seg, par, tgt, mask, adv, blp, blp.copy(), np.zeros_like(blp))
+    return batch, Layout(T, needed, tuple(row_of), tuple(start_of))
 
 
-def response_logprobs(
-    batch_logprobs: np.ndarray, seqs: Seq[Sequence], batch: TrainBatch, pack: bool
-) -> list[np.ndarray]:
+def response_values(values: np.ndarray, seqs: Seq[Sequence], layout: Layout) -> list[np.ndarray]:
     """Inverse of the layout for one [B, T] array: each sequence's [Lr] response values."""
-    T = batch.input_ids.shape[1]
-    layout = _layout(seqs, T, pack)
-    out: list[np.ndarray] = [np.zeros(0)] * len(seqs)
-    for r, members in enumerate(layout):
-        start = 0
-        for i in members:
-            s = seqs[i]
-            n, lp = len(s.prompt_ids) + len(s.response_ids), len(s.prompt_ids)
-            out[i] = np.asarray(batch_logprobs[r, start + lp - 1 : start + n - 1])
-            start += n
-    return out
+    return [
+        np.asarray(values[r, a : a + len(s.response_ids)])
+        for s, r, a in zip(seqs, layout.row, layout.response_start, strict=True)
+    ]

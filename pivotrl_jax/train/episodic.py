@@ -8,7 +8,7 @@ The baseline PivotRL is measured against. Per iteration:
     every assistant turn of an episode becomes a trainer sequence (prompt = the rendered history
     before the turn, response = the sampled tokens) carrying its episode's advantage ─> the
     same old / reference logprobs, update step and weight sync as turn-level GRPO
-    (`loop.update_on`).
+    (`update.update_on`).
 
 Rollout cost is counted in assistant turns (`rollout/turns`), the unit the paper compares:
 one PivotRL sample is one turn; one episode here is as many turns as it lasts.
@@ -33,7 +33,9 @@ from pivotrl_jax.eval.policy import EnginePolicy
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.batching import Sequence as Seq
-from pivotrl_jax.train.loop import Parts, group_advantages, sampling_params, update_on
+from pivotrl_jax.train.groups import group_advantages, sampling_params
+from pivotrl_jax.train.parts import Parts
+from pivotrl_jax.train.update import update_on
 
 
 class TaskStream:
@@ -144,7 +146,7 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     with timer("data"):
         tasks = next(parts.data)
     with timer("rollout"):
-        params = sampling_params(parts, "episodes", it)
+        params = sampling_params(cfg, parts.stop_ids, "episodes", it)
         episodes = [t for t in tasks for _ in range(G)]  # [P * G], task-major
         results, recorder = recorded_episodes(
             episodes, parts.engine, parts.tokenizer, params, cfg.episode_max_turns

@@ -46,6 +46,27 @@ def rollout_metrics(
     }
 
 
+def batch_metrics(
+    segment_ids: np.ndarray,  # [B, T] 0 = padding
+    parent_ids: np.ndarray,  # [B, T] 0 = none
+) -> dict[str, float]:
+    """The trainer batch's shape: real tokens, rows, the padded fraction of the [B, T] grid and
+    the prompt tokens computed once for several responses (prefix-shared rows)."""
+    seg, par = np.asarray(segment_ids), np.asarray(parent_ids)
+    tokens = float(np.sum(seg > 0))
+    shared = 0.0
+    for row_seg, row_par in zip(seg, par):
+        prefixes = np.unique(row_par[row_par > 0])
+        children = [len(np.unique(row_seg[row_par == p])) for p in prefixes]
+        shared += sum((n - 1) * np.sum(row_seg == p) for p, n in zip(prefixes, children))
+    return {
+        "update/tokens": tokens,
+        "update/rows": float(seg.shape[0]),
+        "update/pad_fraction": 1.0 - tokens / seg.size,
+        "update/prompt_tokens_shared": float(shared),
+    }
+
+
 def matmul_params_per_token(cfg: ModelConfig) -> float:
     """Weights each token multiplies through (MoE: the R routed experts plus the router);
     the embedding lookup is not a matmul and is left out."""

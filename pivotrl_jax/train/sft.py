@@ -124,6 +124,7 @@ def run_sft(
                         row_multiple=row_multiple,
                         max_rows=cfg.batch_size,
                         pack=cfg.pack,
+                        pad_rows=True,
                     ),
                     policy,
                 )

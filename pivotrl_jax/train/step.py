@@ -3,6 +3,9 @@
     train_step(state, batch) -> (state, metrics)          state donated
     logprobs_fn(params, batch) -> logprobs [B, T]         reference pi_0 or pi_old
 
+Log-probs (and the entropy, from the same logits) come from the final hidden states a chunk of
+tokens at a time (logprobs.chunked_logprobs): no [B, T, V] float32 array is ever built.
+
 Gradient accumulation splits the B rows into M micro-batches of B/M rows (strided, row
 r -> micro-batch r mod M, so every micro-batch spans every data-parallel device) and runs them
 through one `lax.scan`. The objective returns a (sum, count) pair whose count depends only on
@@ -27,11 +30,11 @@ import optax
 from jax.sharding import NamedSharding
 
 from pivotrl_jax.models.sharding import logical_to_spec
-from pivotrl_jax.models.transformer import forward
+from pivotrl_jax.models.transformer import forward_hidden
 from pivotrl_jax.train.aggregation import LossParts, loss_value
 from pivotrl_jax.train.batching import TrainBatch
-from pivotrl_jax.train.logprobs import token_logprobs
-from pivotrl_jax.train.losses import LossConfig, grpo_objective, merge_metrics, token_entropy
+from pivotrl_jax.train.logprobs import chunk_tokens, chunked_logprobs
+from pivotrl_jax.train.losses import LossConfig, grpo_objective, merge_metrics
 from pivotrl_jax.train.state import Params, Policy, TrainState, abstract_train_state
 
 Array = jax.Array
@@ -42,27 +45,41 @@ Objective = Callable[[Array, Array | None, TrainBatch], tuple[LossParts, dict[st
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     micro_batches: int = 1  # M: gradient accumulation steps per update
-    entropy_metric: bool = True  # per-token entropy (a [B, T, V] softmax) for metrics/bonus
+    entropy_metric: bool = True  # per-token entropy, from the log-probs' own logits pass
+    entropy_grad: bool = False  # differentiate the entropy (an entropy bonus in the loss)
+    logits_chunk_bytes: int = 32 * 2**20  # float32 logits computed at once (one token chunk)
 
     def __post_init__(self):
         if self.micro_batches < 1:
             raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
+        if self.logits_chunk_bytes < 1:
+            raise ValueError(f"logits_chunk_bytes must be >= 1, got {self.logits_chunk_bytes}")
 
 
-def grpo_loss(cfg: LossConfig) -> Objective:
-    """losses.grpo_objective on a TrainBatch. The reference's logprobs enter the loss only when
-    beta > 0; at beta = 0 its KL is still measured (from whatever the loop put in the batch)."""
+def grpo_loss(cfg: LossConfig, *, on_policy: bool = False, reference: bool = True) -> Objective:
+    """losses.grpo_objective on a TrainBatch.
+
+    on_policy: pi_old is the step's own log-probs, detached. With one update per rollout batch
+        the parameters being differentiated are pi_old, so this is the recomputed pi_old
+        without a second forward pass.
+    reference: the batch's ref_logprobs are log pi_0: the KL to pi_0 is measured (and enters
+        the loss when beta > 0). Without a reference no KL is reported.
+    """
+    if cfg.beta > 0.0 and not reference:
+        raise ValueError("beta > 0 needs the reference pi_0's logprobs")
 
     def objective(logprobs, entropy, batch):
+        old = jax.lax.stop_gradient(logprobs) if on_policy else batch.old_logprobs
         return grpo_objective(
             cfg,
             logprobs,
-            batch.old_logprobs,
+            old,
             batch.advantages,
             batch.loss_mask,
-            ref_logprobs=batch.ref_logprobs,
+            ref_logprobs=batch.ref_logprobs if reference else None,
             behaviour_logprobs=batch.behaviour_logprobs,
             entropy=entropy,
+            segment_ids=batch.segment_ids,
         )
 
     return objective
@@ -94,15 +111,25 @@ def merge_micro(x: Array) -> Array:
 
 
 def policy_logprobs(
-    graphdef, params: Params, batch: TrainBatch, with_entropy: bool
+    graphdef,
+    params: Params,
+    batch: TrainBatch,
+    with_entropy: bool,
+    chunk_bytes: int = StepConfig.logits_chunk_bytes,
+    entropy_grad: bool = False,
 ) -> tuple[Array, Array | None]:
     """log pi(target_t) [B, T] and, optionally, the entropy [B, T] of pi at each position."""
-    logits = forward(
-        graphdef, params, batch.input_ids, batch.positions, batch.segment_ids
-    )  # [B, T, V] float32
-    logprobs = token_logprobs(logits, batch.targets)  # [B, T] float32
-    entropy = token_entropy(logits) if with_entropy else None
-    return logprobs, entropy
+    hidden, head = forward_hidden(
+        graphdef, params, batch.input_ids, batch.positions, batch.segment_ids, batch.parent_ids
+    )  # [B, T, D], [D, V]
+    return chunked_logprobs(
+        hidden,
+        head,
+        batch.targets,
+        chunk=chunk_tokens(head.shape[-1], chunk_bytes),
+        with_entropy=with_entropy,
+        entropy_grad=entropy_grad,
+    )
 
 
 def _constrain(tree: Any, shardings: Any) -> Any:
@@ -122,7 +149,14 @@ def accumulate_gradients(
     """
 
     def loss_fn(p, mb):
-        logprobs, entropy = policy_logprobs(policy.graphdef, p, mb, cfg.entropy_metric)
+        logprobs, entropy = policy_logprobs(
+            policy.graphdef,
+            p,
+            mb,
+            cfg.entropy_metric or cfg.entropy_grad,
+            cfg.logits_chunk_bytes,
+            cfg.entropy_grad,
+        )
         parts, metrics = objective(logprobs, entropy, mb)
         return parts.sum, (parts.count, metrics)
 
@@ -212,6 +246,7 @@ def make_train_step(
 def make_logprobs_fn(
     policy: Policy,
     micro_batches: int = 1,
+    chunk_bytes: int = StepConfig.logits_chunk_bytes,
 ) -> Callable[[Params, TrainBatch], Array]:
     """`logprobs_fn(params, batch) -> [B, T]` float32, jitted, micro-batched like the step.
 
@@ -221,11 +256,11 @@ def make_logprobs_fn(
 
     def fn(params: Params, batch: TrainBatch) -> Array:
         if micro_batches == 1:
-            return policy_logprobs(policy.graphdef, params, batch, False)[0]
+            return policy_logprobs(policy.graphdef, params, batch, False, chunk_bytes)[0]
         micro = split_micro(batch, micro_batches)
 
         def body(_, mb):
-            return None, policy_logprobs(policy.graphdef, params, mb, False)[0]
+            return None, policy_logprobs(policy.graphdef, params, mb, False, chunk_bytes)[0]
 
         _, out = jax.lax.scan(body, None, micro)  # [M, B/M, T]
         return merge_micro(out)

@@ -46,9 +46,9 @@ STEPS = 6
 FIXED_PROMPTS = [[5, 17, 42, 99, 7], [250, 3, 3, 120], [64, 65, 66, 67, 68, 69, 70]]
 
 
-def grpo_config(assets, greedy: bool):
+def run_config(assets, greedy: bool):
     from pivotrl_jax import config as config_lib
-    from pivotrl_jax.train import loop
+    from pivotrl_jax.train.grpo_config import grpo_config
 
     cfg = config_lib.load_config(
         "configs/train.py:tiny",
@@ -71,7 +71,7 @@ def grpo_config(assets, greedy: bool):
             "log.tensorboard=False",
         ],
     )
-    g = loop.grpo_config(cfg)
+    g = grpo_config(cfg)
     return dataclasses.replace(g, loss=dataclasses.replace(g.loss, tis_cap=None)), cfg
 
 
@@ -148,8 +148,9 @@ def train_run(assets, out: Path, faults=None):
     from pivotrl_jax.rollout.factory import open_engine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
+    from pivotrl_jax.train.parts import build_parts
 
-    gcfg, cfg = grpo_config(assets, greedy=True)
+    gcfg, cfg = run_config(assets, greedy=True)
     tok = AutoTokenizer.from_pretrained(gcfg.model_dir)
     mesh = single_device_mesh()
     data = iter(load_pivots(loader, gcfg, tok))
@@ -159,7 +160,7 @@ def train_run(assets, out: Path, faults=None):
         (server,) = engine._managed.values()
         before_generate, before_update = faults(engine, server) if faults else ({}, {})
         watched = Watched(engine, before_generate, before_update)
-        parts = loop.build_parts(
+        parts = build_parts(
             gcfg, mesh, watched, lambda ids: completion_text(tok, ids), (tok.eos_token_id,),
             scorer_from_config(cfg), data, params, model_config,
         )  # fmt: skip

@@ -104,8 +104,10 @@ def in_process_parts(cfg):
     from pivotrl_jax.rollout.jax_engine import JaxEngine
     from pivotrl_jax.rollout.text import completion_text
     from pivotrl_jax.train import loop
+    from pivotrl_jax.train.grpo_config import grpo_config
+    from pivotrl_jax.train.parts import build_parts
 
-    g = loop.grpo_config(cfg)
+    g = grpo_config(cfg)
     mesh = single_device_mesh()
     tok = AutoTokenizer.from_pretrained(g.model_dir)
     params, model_cfg = loop.initial_params(g.model_dir, mesh, {})
@@ -121,7 +123,7 @@ def in_process_parts(cfg):
         )
     )
     engine = JaxEngine.from_pretrained(g.model_dir, mesh=mesh)
-    parts = loop.build_parts(
+    parts = build_parts(
         g,
         mesh,
         engine,

@@ -15,7 +15,8 @@ from pivotrl_jax.train.batching import (
     bucket_length,
     bucket_rows,
     make_batch,
-    response_logprobs,
+    make_batch_and_layout,
+    response_values,
 )
 from pivotrl_jax.train.losses import LossConfig
 from pivotrl_jax.train.step import (
@@ -93,11 +94,11 @@ def test_padding_and_packing_never_change_a_rows_logprobs():
     }
     got = {}
     for name, kw in layouts.items():
-        batch = make_batch(seqs, **kw)
+        batch, layout = make_batch_and_layout(seqs, **kw)
         if name == "packed_T32":
             assert batch.input_ids.shape[0] < len(seqs)  # really packed
         out = np.asarray(fn(params, place_batch(batch, policy)))
-        got[name] = response_logprobs(out, seqs, batch, pack=kw.get("pack", False))
+        got[name] = response_values(out, seqs, layout)
         for e, g in zip(expect, got[name]):
             np.testing.assert_allclose(g, e, atol=2e-5, rtol=0, err_msg=name)
     # Garbage token ids in the padding give bitwise the same logprobs as zero padding.

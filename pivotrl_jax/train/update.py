@@ -1,0 +1,90 @@
+"""From trainer sequences to an update: batch assembly, the log-prob passes the update needs,
+the update step(s), the weight sync, and what they measured.
+
+Batch assembly lays the sequences out (batching.make_batch: prefix-shared groups packed into as
+many rows as they need) and fills only what the objective reads: pi_old with a forward pass
+only in "recompute" mode (else it is the step's own detached log-probs or the engine's), and
+pi_0's log-probs only when a reference is loaded (beta > 0 or the KL metric asked for).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+
+from pivotrl_jax.train import metrics as metrics_lib
+from pivotrl_jax.train.batching import Sequence as Seq
+from pivotrl_jax.train.batching import TrainBatch, make_batch
+from pivotrl_jax.train.parts import Parts
+from pivotrl_jax.train.state import Policy
+from pivotrl_jax.train.step import place_batch
+
+
+def data_parallel(policy: Policy) -> int:
+    """Devices the batch rows are split over."""
+    return math.prod(policy.mesh.shape[a] for a in policy.rules.batch if a in policy.mesh.shape)
+
+
+def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, TrainBatch]:
+    """(host batch, device batch with the old / reference log-probs the objective reads)."""
+    cfg = parts.cfg
+    host = make_batch(
+        seqs,
+        length_buckets=cfg.buckets(),
+        row_multiple=cfg.step.micro_batches * data_parallel(parts.policy),
+        max_rows=max_rows,
+        pack=cfg.pack or cfg.share_prefix,
+        share_prefix=cfg.share_prefix,
+    )
+    batch: TrainBatch = place_batch(host, parts.policy)
+    if cfg.pi_old == "recompute":
+        batch = batch.replace(old_logprobs=parts.logprobs_fn(parts.state.params, batch))
+    if parts.reference is not None:
+        batch = batch.replace(ref_logprobs=parts.logprobs_fn(parts.reference.params, batch))
+    return host, batch
+
+
+def update_on(
+    parts: Parts,
+    seqs: list[Seq],
+    it: int,
+    workdir: Path,
+    timer: metrics_lib.StepTimer,
+    out: dict[str, float],
+    max_rows: int,
+) -> tuple[dict[str, float], bool]:
+    """Trainer sequences (advantages set) -> TrainBatch of at most `max_rows` rows -> old and
+    reference logprobs -> update step(s) -> weight sync; metrics added to `out`."""
+    cfg = parts.cfg
+    if not seqs:  # every group had equal rewards: nothing to learn from this batch
+        out["update/empty_batch"] = 1.0
+        out.update(timer.split())
+        return out, False
+
+    with timer("reference"):
+        host, batch = assemble(parts, seqs, max_rows)
+        jax.block_until_ready(batch)
+    with timer("update"):
+        for _ in range(cfg.updates_per_batch):
+            parts.state, step_metrics = parts.train_step(parts.state, batch)
+        step_metrics = metrics_lib.scalars(step_metrics)
+    with timer("sync"):
+        # Always: the step donated the arrays the in-process engine was holding.
+        parts.sync(parts.engine, parts.policy, parts.state.params, it + 1, workdir, cfg.model_dir)
+    out.update(step_metrics)
+    out.update(metrics_lib.batch_metrics(host.segment_ids, host.parent_ids))
+    tokens = out["update/tokens"]
+    out["update/tokens_per_s"] = tokens * cfg.updates_per_batch / timer.seconds["update"]
+    if cfg.peak_tflops > 0:
+        T = host.input_ids.shape[1]
+        flops = (
+            tokens
+            * cfg.updates_per_batch
+            * metrics_lib.train_flops_per_token(parts.policy.config, T)
+        )
+        peak = cfg.peak_tflops * 1e12 * parts.policy.mesh.size
+        out["update/mfu"] = flops / timer.seconds["update"] / peak
+    out.update(timer.split())
+    return out, True
