@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import trajectory
+from reliability_data import trajectory
 
 from pivotrl_jax import cli
 from pivotrl_jax.data import records as records_io
@@ -279,8 +279,8 @@ CASES = [
          ("verifiers.terminal:", "'no_such_verifier'")),
     Case("config_bad_verifier_param", lambda t, a: [*_profile(t, a)[:1],
          "--config=configs/profile.py:envs", *_profile(t, a)[1:],
-         "--config.verifiers.terminal.params.sandbox=nowhere"],
-         ("verifiers.terminal:", "unknown command sandbox 'nowhere'")),
+         "--config.verifiers.terminal.name=shell"],  # with env_acceptable's params
+         ("verifiers.terminal:", "verifier 'shell' has no parameter domain")),
     Case("config_mesh_does_not_divide", lambda t, a: _train(
         t, a, None, "--config.mesh_shape=(3,-1,1,1)"), ("mesh shape [3, -1, 1, 1]",)),
     Case("config_sft_batch_zero", lambda t, a: _sft(t, a, None, "--config.sft.batch_size=0"),

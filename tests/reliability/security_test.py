@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import trajectory
 from crash import REPO
+from reliability_data import trajectory
 
 from pivotrl_jax import cli
 
