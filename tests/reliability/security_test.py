@@ -312,13 +312,14 @@ HOSTILE_COMMANDS = [
     "eval $(echo rm -rf /)",
     "sudo rm -rf /",
     "mkdir -p " + "/deep" * 3000,
-    "echo " + "A" * 200_000,
+    "echo " + "A" * 50_000,
+    "echo " + "B" * 19_000 + " > big && cat " + " ".join(["big"] * 200),  # 3.8 MB of output
     "cp -r / /copy && cp -r /copy /copy2",
     "for i in 1 2 3; do mkdir d$i; done",
     "touch " + " ".join(f"f{i}" for i in range(6000)),
 ]
 AUDIT = """
-import json, os, resource, sys, time
+import json, os, sys, time
 import pivotrl_jax.envs  # the terminal sandbox
 from pivotrl_jax.rewards import build_verifier, parse_action, run_verifier, VerifyState
 
@@ -337,6 +338,14 @@ def action(command):
 
 COMMANDS = json.loads(sys.stdin.read())
 run_verifier(verifier, state, expected, action("ls -la ~"))  # warm up lazy imports
+
+
+def peak_rss_kb():  # this process's own high-water mark (ru_maxrss would include the parent's)
+    with open("/proc/self/status") as f:
+        return int(next(x for x in f if x.startswith("VmHWM")).split()[1])
+
+
+rss_before = peak_rss_kb()
 allowed = tuple(p for p in {sys.prefix, sys.base_prefix, os.path.dirname(os.__file__),
                             %(repo)r} if p)
 events = []
@@ -360,8 +369,9 @@ for command in COMMANDS:
 during = list(events)
 open("control.txt", "w").close()  # the hook sees a write and a process: it is watching
 os.system("true")
-print(json.dumps({"events": during, "control": events[len(during):], "results": results,
-                  "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+control = events[len(during):]
+print(json.dumps({"events": during, "control": control, "results": results,
+                  "rss_before_kb": rss_before, "max_rss_kb": peak_rss_kb()}))
 """  # noqa: E501
 
 
@@ -386,6 +396,6 @@ def test_shell_verifier_never_touches_the_host(tmp_path):
         assert r["seconds"] < 10.0, r  # none hit the time limit
         assert r["reason"] != "timeout" and not r["reason"].startswith("error"), r
         assert r["info"] < 20_000, r  # bounded, whatever the command printed
-    assert report["max_rss_kb"] < 1_000_000
+    assert report["max_rss_kb"] - report["rss_before_kb"] < 300_000, report  # memory bounded
     assert canary.read_text() == "still here"
     assert not Path("/tmp/pwned").exists()
