@@ -126,6 +126,17 @@ def read_trace(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def reference(argv: Sequence[str], env: dict[str, str], trace: Path) -> tuple[Outcome, set[str]]:
+    """The uninterrupted run, and the names of the fault points it passed."""
+    ref = run(argv, env, trace=trace)
+    assert ref.returncode == 0, ref.stderr_tail
+    return ref, set(read_trace(trace))
+
+
+def planned_points(plan: Sequence[str]) -> set[str]:
+    return {f.split("@")[0] for f in plan}
+
+
 def comparable_metrics(rows: list[dict]) -> list[dict]:
     """Metrics rows without wall-time-dependent values."""
     skip = ("time/", "tokens_per_s", "mfu")

@@ -10,7 +10,7 @@ the summary write and the journal removal; a few external SIGKILLs land at rando
 import json
 
 import pytest
-from crash import base_env, kill_and_resume, read_trace, run
+from crash import base_env, kill_and_resume, planned_points, reference
 
 from pivotrl_jax.data import records as records_io
 from pivotrl_jax.errors import InputError
@@ -102,10 +102,7 @@ def _summary(out):
 def _check_extract(plan, assets, tmp_path, random_kills=0):
     env = base_env(assets / "jax-cache")
     ref_dir, out = tmp_path / "ref", tmp_path / "killed"
-    trace = tmp_path / "trace.txt"
-    ref = run(extract_argv(assets, ref_dir), env, trace=trace)
-    assert ref.returncode == 0, ref.stderr_tail
-    passed = set(read_trace(trace))
+    _, passed = reference(extract_argv(assets, ref_dir), env, tmp_path / "trace.txt")
     want = list(records_io.read_records(ref_dir, prefix="candidates"))
     assert len(want) == 48
 
@@ -119,15 +116,10 @@ def _check_extract(plan, assets, tmp_path, random_kills=0):
             return
         assert got == want
 
-    outcomes = kill_and_resume(
-        extract_argv(assets, out),
-        env,
-        plan,
-        between=readable,
-        random_kills=random_kills,
-        random_window_s=(1.0, 4.0),
-    )
-    assert {f.split("@")[0] for f in plan} <= passed | {"records.old_removed"}
+    window = (1.0, 4.0)
+    outcomes = kill_and_resume(extract_argv(assets, out), env, plan, between=readable,
+                               random_kills=random_kills, random_window_s=window)  # fmt: skip
+    assert planned_points(plan) <= passed | {"records.old_removed"}
     assert list(records_io.read_records(out, prefix="candidates")) == want
     assert _manifest(out) == _manifest(ref_dir)
     assert json.loads((out / "config.json").read_text()) == json.loads(
@@ -140,10 +132,7 @@ def _check_extract(plan, assets, tmp_path, random_kills=0):
 def _check_profile(plan, assets, tmp_path, random_kills=0):
     env = base_env(assets / "jax-cache")
     ref_dir, out = tmp_path / "ref", tmp_path / "killed"
-    trace = tmp_path / "trace.txt"
-    ref = run(profile_argv(assets, ref_dir), env, trace=trace)
-    assert ref.returncode == 0, ref.stderr_tail
-    passed = set(read_trace(trace))
+    _, passed = reference(profile_argv(assets, ref_dir), env, tmp_path / "trace.txt")
     want = read_profiled(ref_dir)
     assert [r["id"] for r in want] == sorted(
         r["id"] for r in records_io.read_records(assets / "cands", prefix="candidates")
@@ -157,15 +146,10 @@ def _check_profile(plan, assets, tmp_path, random_kills=0):
             return
         assert got == want
 
-    outcomes = kill_and_resume(
-        profile_argv(assets, out),
-        env,
-        plan,
-        between=readable,
-        random_kills=random_kills,
-        random_window_s=(4.0, 12.0),
-    )
-    assert {f.split("@")[0] for f in plan} <= passed | {"records.old_removed"}
+    window = (4.0, 12.0)
+    outcomes = kill_and_resume(profile_argv(assets, out), env, plan, between=readable,
+                               random_kills=random_kills, random_window_s=window)  # fmt: skip
+    assert planned_points(plan) <= passed | {"records.old_removed"}
     got = read_profiled(out)
     assert [r["id"] for r in got] == [r["id"] for r in want]  # none lost or duplicated
     assert got == want
