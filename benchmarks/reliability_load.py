@@ -8,7 +8,9 @@ profile: a tiny random dense model (1 layer, 300-token vocabulary) and N synthet
 (prompts of 12-40 token ids, K = 2 samples of 4 tokens, the `exact` verifier); one `pivotrl
 profile` process per N, its peak RSS read from the kernel when it exits (wait4), all sharing
 one compilation cache that a first run of 1000 candidates fills (compiling costs more memory
-than profiling). Flat: the peak at the largest N is within 15% of the peak at the smallest.
+than profiling). The largest run also reports its high-water RSS when 1k, 10k, 30k and 100k
+candidates were done. Flat: the peak at the largest N is within 15% of the peak at the
+smallest.
 
 train: a demo-like tiny Qwen3-MoE (2 layers, 8 experts top-2, the demo's learning rate, micro-
 batches and checkpointing) on 64 pivots, `--steps` GRPO iterations in one `pivotrl train`
@@ -106,19 +108,36 @@ def profile_load(sizes: list[int], work: Path) -> dict:
     _init_model(model, "tiny", "--config.model.num_hidden_layers=1")
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
 
+    per_call = 256
+
     def one(n: int) -> dict:
-        cands = work / f"cands-{n}"
+        cands, out = work / f"cands-{n}", work / f"prof-{n}"
         _candidates(cands, n, vocab)
-        argv = _pivotrl("profile", "--candidates", str(cands), "--output", str(work / f"prof-{n}"),
+        argv = _pivotrl("profile", "--candidates", str(cands), "--output", str(out),
                         f"--config.model_dir={model}", "--noprogress", "--config.profile.k=2",
                         "--config.profile.max_new_tokens=4",
-                        "--config.profile.candidates_per_call=256",
+                        f"--config.profile.candidates_per_call={per_call}",
                         "--config.engine.max_batch_size=512")  # fmt: skip
-        res = _run_measured(argv)
+        hwm: list[tuple[int, float]] = []  # (candidates journaled, high-water RSS MiB so far)
+
+        def sample(pid: int) -> None:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                kib = next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]
+                journal = out / "journal-p00000-of-00001.jsonl"
+                done = journal.read_bytes().count(b"\n") * per_call if journal.exists() else 0
+            except (OSError, StopIteration):
+                return
+            hwm.append((done, int(kib) / 1024))
+
+        res = _run_measured(argv, sample)
         summary = json.loads(res.pop("stdout").strip().splitlines()[-1])
         assert summary["candidates"] == n, summary
+        at = {m: round(max((r for d, r in hwm if d <= m), default=0.0), 1)
+              for m in (1000, 10000, 30000, 100000) if m <= n}  # fmt: skip
         return {"run": "profile", "candidates": n, **res,
-                "candidates_per_s": round(n / res["wall_s"], 1)}  # fmt: skip
+                "candidates_per_s": round(n / res["wall_s"], 1),
+                "peak_rss_mib_by_candidates_done": at}  # fmt: skip
 
     one(1000)  # fills the compilation cache; not reported
     runs = []
