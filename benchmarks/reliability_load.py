@@ -8,7 +8,7 @@ profile: a tiny random dense model (1 layer, 300-token vocabulary) and N synthet
 (prompts of 12-40 token ids, K = 2 samples of 4 tokens, the `exact` verifier); one `pivotrl
 profile` process per N, its peak RSS read from the kernel when it exits (wait4), all sharing
 one compilation cache that a first run of 1000 candidates fills (compiling costs more memory
-than profiling). The largest run also reports its high-water RSS when 1k, 10k, 30k and 100k
+than profiling). Each run also reports its high-water RSS at the moments 1k, 10k, 30k and 100k
 candidates were done. Flat: the peak at the largest N is within 15% of the peak at the
 smallest.
 
