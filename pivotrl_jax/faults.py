@@ -106,11 +106,3 @@ def point(name: str) -> None:
             return
         _injector = _Injector(parse(spec), trace or None)
     _injector.hit(name)
-
-
-def reset() -> None:
-    """Forget the environment read so far (the next `point` reads it again)."""
-    global _active, _injector
-    if _injector is not None and _injector.trace is not None:
-        _injector.trace.close()
-    _active, _injector = None, None
