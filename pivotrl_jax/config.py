@@ -19,7 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from pivotrl_jax import atomic
+from pivotrl_jax import atomic, distributed
 from pivotrl_jax.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -174,10 +174,12 @@ def write_resolved_config(
     name: str = RESOLVED_CONFIG_NAME,
     **extra: Any,
 ) -> Path:
-    """Write the resolved config (plus `extra` entries such as the command line) as JSON."""
-    data = {"config": to_dict(cfg) if cfg is not None else None, **extra}
+    """Write the resolved config (plus `extra` entries such as the command line) as JSON; with
+    several processes only the primary one writes."""
     path = Path(out_dir) / name
-    atomic.write_json(path, data)
+    if distributed.is_primary():
+        data = {"config": to_dict(cfg) if cfg is not None else None, **extra}
+        atomic.write_json(path, data)
     return path
 
 

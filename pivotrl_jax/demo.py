@@ -360,7 +360,7 @@ def measure_rewards(c, out: Path) -> dict:
 
 
 def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
-    """Stages data, reward check, base, extract, profile and select; returns the selection
+    """Stages data, base, reward check, extract, profile and select; returns the selection
     report."""
     st.run(
         "data",
@@ -368,8 +368,8 @@ def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
         [p.data],
         lambda: make_data(c, p.data),
     )
-    st.run("rewards_check", {}, [p.data / "rewards_check.json"], lambda: measure_rewards(c, p.data))
     st.run("base", config_lib.to_dict(c.base), [p.base], lambda: build_base(c, p, progress))
+    st.run("rewards_check", {}, [p.data / "rewards_check.json"], lambda: measure_rewards(c, p.data))
     st.run(
         "extract",
         {"max_prompt": c.train.max_prompt_len},

@@ -1,5 +1,9 @@
 """Export a `pivotrl train` / `pivotrl sft` checkpoint as an HF safetensors folder.
 
+One process restores the checkpoint onto its first device. Several JAX processes (a pod, a
+cluster) restore it FSDP-sharded over every device, gather one parameter at a time, and process
+0 alone writes the folder.
+
 The folder is written beside the output under a hidden name and renamed into place when
 complete: a killed export leaves the output absent (or as an earlier export left it), never
 half written; running the command again redoes it.
@@ -14,7 +18,8 @@ from pathlib import Path
 
 from absl import flags
 
-from pivotrl_jax import faults
+from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed, faults
 from pivotrl_jax.errors import InputError
 
 
@@ -57,9 +62,18 @@ def replace_folder(staged: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def export_mesh():
+    """The checkpoint's placement: this process's first device, or with several processes
+    every device on the `fsdp` axis (no process holds the whole model)."""
+    from pivotrl_jax.models.sharding import MESH_AXES, single_device_mesh
+
+    if distributed.process_count() == 1:
+        return single_device_mesh()
+    return config_lib.mesh_from_config((1, -1, 1, 1), MESH_AXES)
+
+
 def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.commands.model_folder import check_model_dir
-    from pivotrl_jax.models.sharding import single_device_mesh
     from pivotrl_jax.models.weights import export_hf, read_config
     from pivotrl_jax.train.checkpoint import Checkpointer
     from pivotrl_jax.train.optim import OptimConfig, make_optimizer
@@ -76,7 +90,7 @@ def main(fv: flags.FlagValues) -> int:
         ) from None
     check_model_dir(model_dir)
     config = read_config(model_dir).replace(param_dtype=optim.master_dtype)
-    policy = make_policy(config, single_device_mesh())
+    policy = make_policy(config, export_mesh())
     with Checkpointer(run / "checkpoints") as ckpt:
         step = fv.step if fv.step is not None else ckpt.latest_step()
         if step is None or step not in ckpt.all_steps():
@@ -89,12 +103,14 @@ def main(fv: flags.FlagValues) -> int:
         )
     final = Path(fv.output)
     staged = final.with_name(f".{final.name}.partial")
-    if staged.exists():
+    if distributed.is_primary() and staged.exists():
         shutil.rmtree(staged)  # left by an export that was killed
     faults.point("export.restored")
     export_hf(
         as_nnx_state(policy, state.params), config, staged, dtype=fv.dtype, aux_from=model_dir
     )
+    if not distributed.is_primary():
+        return 0
     faults.point("export.written")
     replace_folder(staged, final)
     print(

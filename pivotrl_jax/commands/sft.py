@@ -10,6 +10,7 @@ from pathlib import Path
 from absl import flags
 
 from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import ConfigError, InputError
 
 DEFAULT_CONFIG = "configs/train.py:sft"
@@ -40,6 +41,8 @@ def main(fv: flags.FlagValues) -> int:
 
     cfg = fv.config
     config_lib.require(cfg, "model_dir", "trajectories")
+    if distributed.process_count() > 1:
+        raise ConfigError("pivotrl sft runs in one process (unset PIVOTRL_DISTRIBUTED)")
     s = cfg.sft
     try:
         optim = OptimConfig(**cfg.optim.to_dict())

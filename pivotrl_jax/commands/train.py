@@ -9,6 +9,7 @@ from pathlib import Path
 from absl import flags
 
 from pivotrl_jax import config as config_lib
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import ConfigError, InputError
 from pivotrl_jax.rollout.factory import ENGINE_BUILDERS
 
@@ -56,6 +57,7 @@ def main(fv: flags.FlagValues) -> int:
         ENGINE_BUILDERS.get(gcfg.engine.name)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    check_processes(gcfg, distributed.process_count())
     scorer = scorer_from_config(cfg)
     if gcfg.verifier_for_all:
         from pivotrl_jax.pivots.profile import VerifierSpec
@@ -117,13 +119,37 @@ def main(fv: flags.FlagValues) -> int:
         except (TrainingDiverged, NonFiniteStateError) as e:
             print(f"pivotrl train: stopped: {e}", file=sys.stderr)
             return 1
-    print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
+    if distributed.is_primary():
+        print(json.dumps({k: v for k, v in summary.items() if k != "last"}))
     return 0
 
 
+def check_processes(gcfg, processes: int) -> None:
+    """What a run over several JAX processes needs (each process reads its slice of the pivots
+    and the servers are shared); a ConfigError naming the key otherwise."""
+    if processes == 1:
+        return
+    if gcfg.episode_domains or gcfg.reprofile_enabled:
+        raise ConfigError(
+            "episodes.domains and reprofile.enabled run in one process; this run has "
+            f"{processes} (unset PIVOTRL_DISTRIBUTED)"
+        )
+    if gcfg.pivots_per_step % processes:
+        raise ConfigError(
+            f"train.pivots_per_step={gcfg.pivots_per_step} does not split over {processes} "
+            "processes"
+        )
+    if gcfg.engine.name == "sglang" and not gcfg.engine.urls:
+        raise ConfigError(
+            "with several processes the SGLang servers are shared: start them once "
+            "(launch/slurm.sbatch, launch/sglang_server.sh) and list them in engine.urls"
+        )
+
+
 def load_pivots(loader, gcfg, tokenizer, vocab_size=None, scorer=None):
-    """The pivot records as a grain dataset (`gcfg.pivots`, shard prefix `pivots_prefix`); every
-    record is checked first (fields, token ids in the vocabulary, a verifier that exists)."""
+    """The pivot records as a grain dataset (`gcfg.pivots`, shard prefix `pivots_prefix`); each
+    process reads its `pivots_per_step / processes` of every batch. Every record is checked
+    first (fields, token ids in the vocabulary, a verifier that exists)."""
     from pivotrl_jax.data.record_checks import prompt_record_check
 
     record_check = prompt_record_check(vocab_size)
@@ -146,7 +172,7 @@ def load_pivots(loader, gcfg, tokenizer, vocab_size=None, scorer=None):
         return loader.dataset_from_dir(
             gcfg.pivots,
             loader.LoaderConfig(
-                batch_size=gcfg.pivots_per_step,
+                batch_size=gcfg.pivots_per_step // distributed.process_count(),
                 max_prompt_len=gcfg.max_prompt_len,
                 pad_id=tokenizer.pad_token_id,
                 seed=gcfg.seed,

@@ -8,7 +8,9 @@ environment continuation); the domain's verifier scores each, r_k in [0, 1]; the
 Work is cut into fixed chunks of `candidates_per_call` candidates (one engine call each, for
 throughput). Chunk c samples with seed `stable_seed(seed, c)`, so its result depends only on its
 index; finished chunks go to a `Journal`, so a run killed at any moment and started again finishes
-with output equal, record for record, to an uninterrupted run.
+with output equal, record for record, to an uninterrupted run. With n processes, process k
+profiles chunks k, k + n, k + 2n, ... of the same global cut, so the records of n processes are
+those of one.
 """
 
 from __future__ import annotations
@@ -212,13 +214,27 @@ def summary_name(process_index: int, process_count: int) -> str:
     return f"summary-p{process_index:05d}-of-{process_count:05d}.json"
 
 
-def process_slice(
-    candidates: Iterable[Mapping[str, Any]], process_index: int, process_count: int
-) -> Iterator[Mapping[str, Any]]:
-    """Candidates owned by one process: every `process_count`-th, starting at `process_index`."""
+def process_chunks(
+    candidates: Iterable[Mapping[str, Any]], chunk_size: int, process_index: int, process_count: int
+) -> Iterator[tuple[int, list[Mapping[str, Any]]]]:
+    """(global chunk index, its candidates) of the chunks one process owns, read from the
+    stream: the candidates cut into chunks of `chunk_size`, every `process_count`-th chunk from
+    `process_index` on. One chunk is held at a time."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    return itertools.islice(candidates, process_index, None, process_count)
+    stream = iter(candidates)
+    for g in itertools.count():
+        chunk = list(itertools.islice(stream, chunk_size))
+        if not chunk:
+            return
+        if g % process_count == process_index:
+            yield g, chunk
+
+
+def owned_count(total: int, chunk_size: int, process_index: int, process_count: int) -> int:
+    """How many of `total` candidates `process_chunks` gives one process."""
+    chunks = range(process_index, -(-total // chunk_size), process_count)
+    return sum(min(chunk_size, total - g * chunk_size) for g in chunks)
 
 
 def mean_reward_histogram(means: Sequence[float], bins: int = 10) -> dict[str, list]:
@@ -279,16 +295,16 @@ def run_profile(
     if summary_path.exists():
         journal_path.unlink(missing_ok=True)  # a run killed between the summary and this
         return json.loads(summary_path.read_text())
-    mine = process_slice(candidates, process_index, process_count)
     n = cfg.candidates_per_call
     start = time.perf_counter()
     engine_s = verify_s = 0.0
-    tokens = chunks = 0
+    tokens = 0
+    owned: list[int] = []  # global indices of this process's chunks, in order
     with Journal(journal_path) as journal:
-        mine_total = None if total is None else len(range(process_index, total, process_count))
+        mine_total = None if total is None else owned_count(total, n, process_index, process_count)
         bar = tqdm(total=mine_total, desc=f"profile {tag}", unit="cand", disable=not progress)
-        while chunk := list(itertools.islice(mine, n)):
-            i, chunks = chunks, chunks + 1
+        for i, chunk in process_chunks(candidates, n, process_index, process_count):
+            owned.append(i)
             if i in journal.done:
                 bar.update(len(chunk))
                 continue
@@ -320,7 +336,7 @@ def run_profile(
         with records_io.ShardWriter(
             out, shard_size, prefix=shard_prefix(process_index, process_count)
         ) as writer:
-            for i in range(chunks):
+            for i in owned:
                 for r in journal.read(i):
                     r["profile"]["provenance"] = prov
                     tally.add(r["profile"])

@@ -190,7 +190,7 @@ class SglangEngine:
         prompts = [self._fit(i, p, params.max_new_tokens) for i, p in enumerate(prompt_ids)]
         if not prompts:
             return []
-        jobs = _jobs(len(prompts), n, params.seed)
+        jobs = _jobs(len(prompts), n, params.seed, params.prompt_offset)
         with self._call_lock:
             self._check_open()
             batch = uuid.uuid4().hex[:12]
@@ -512,11 +512,14 @@ class SglangEngine:
         self.close()
 
 
-def _jobs(num_prompts: int, n: int, seed: int | None) -> list[_Job]:
-    """One job per prompt with all n samples; per sample when seeded (distinct seeds)."""
+def _jobs(num_prompts: int, n: int, seed: int | None, offset: int = 0) -> list[_Job]:
+    """One job per prompt with all n samples; per sample when seeded (distinct seeds, by the
+    prompt's index in the whole batch)."""
     if seed is None:
         return [_Job(i, 0, n, None) for i in range(num_prompts)]
-    return [_Job(i, j, 1, _mix_seed(seed, i, j)) for i in range(num_prompts) for j in range(n)]
+    return [
+        _Job(i, j, 1, _mix_seed(seed, offset + i, j)) for i in range(num_prompts) for j in range(n)
+    ]
 
 
 def _mix_seed(seed: int, prompt: int, sample: int) -> int:
