@@ -6,8 +6,8 @@ carried the step's weight version, and the server's logprobs of tokens it sample
 1) on fixed prompts equal the JAX policy's logprobs of the same tokens within 1e-4 (float32).
 
 A second run is disturbed: the server is SIGKILLed before a rollout and made to serve other
-weights behind the engine's back (so its samples carry a wrong version); under `make
-reliability` a third run also has it SIGKILLed in the middle of a weight update and killed
+weights behind the engine's back (so its samples carry a wrong version); a third run also
+has it SIGKILLed in the middle of a weight update and killed
 from outside at a random moment. The engine restarts the server it manages on the latest
 synced weights, regenerates the wrong-version samples, and each run ends with the undisturbed
 run's parameters (bitwise) and metrics.
@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
 from crash import comparable_metrics
 from sglang_support import SGLANG_PYTHON, require_sglang_env
 
-pytestmark = [pytest.mark.sglang, pytest.mark.slow]
+# Minutes each on 2 CPU cores (a server start per run): `make reliability` only.
+pytestmark = [pytest.mark.sglang, pytest.mark.slow, pytest.mark.long]
 STEPS = 6
 FIXED_PROMPTS = [[5, 17, 42, 99, 7], [250, 3, 3, 120], [64, 65, 66, 67, 68, 69, 70]]
 
@@ -277,7 +278,6 @@ def test_server_killed_and_desynced_mid_train_the_run_still_matches(undisturbed,
     _check_disturbed(undisturbed, assets, tmp_path, ("kill_before_rollout", "desync"))
 
 
-@pytest.mark.long
 def test_server_killed_four_ways_mid_train_the_run_still_matches(undisturbed, assets, tmp_path):
     which = ("kill_before_rollout", "kill_mid_update", "desync", "random_kill")
     _check_disturbed(undisturbed, assets, tmp_path, which)
