@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
-from sglang_faults_test import FAST, PARAMS, reply_for
+from sglang_faults_test import FAST, PARAMS, reply_for, send_json
 
 from pivotrl_jax.rollout.server import free_port
 from pivotrl_jax.rollout.sglang_engine import SglangEngine, SglangError, WeightVersionError
@@ -40,24 +40,16 @@ class StandInServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                self._reply({"weight_version": server.version})
+                send_json(self, 200, {"weight_version": server.version})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/update_weights_from_disk":
                     server.loads.append((body["model_path"], body["weight_version"]))
                     server.version = body["weight_version"]
-                    self._reply({"success": True, "message": "ok"})
+                    send_json(self, 200, {"success": True, "message": "ok"})
                 else:
-                    self._reply(reply_for(body, server.version))
-
-            def _reply(self, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    send_json(self, 200, reply_for(body, server.version))
 
             def log_message(self, *args):
                 pass
