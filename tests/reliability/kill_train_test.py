@@ -61,7 +61,7 @@ SFT_LONG = [
     "checkpoint.before_save@2+0.02",
     "checkpoint.saved@1",
 ]
-EXPORT_FAST = ["export.renamed@1", "export.old_moved@1"]  # whole; then absent mid-replace
+EXPORT_FAST = ["export.written@1"]  # written under the hidden name, not renamed
 EXPORT_LONG = [
     "export.restored@1",
     "export.restored@1+0.01",
