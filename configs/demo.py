@@ -18,8 +18,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     c.workdir = "runs/demo"
     c.seed = 0
-    # Terminal only by default: on 2 CPU cores a tool-use prompt (~1100 tokens, most of it tool
-    # specs) costs ~3x a terminal one at every stage. `:full` adds the tool-use domain.
+    # Terminal only by default: a tool-use trajectory has ~1.8x the turns of a terminal one and
+    # ~2.2x the prompt tokens per turn, so ~4x the cost at every stage. `:full` adds tool use.
     c.domains = ("terminal",)
     c.data = config_dict.ConfigDict(
         dict(
