@@ -24,9 +24,9 @@ from typing import Any
 
 import grain
 import numpy as np
-from array_record.python import array_record_module
 
 from pivotrl_jax.data import records
+from pivotrl_jax.data.record_checks import RecordCheck
 from pivotrl_jax.data.turns import unit_hash
 
 SPLITS = ("train", "validation")
@@ -105,9 +105,7 @@ class ShardReader:
     """Random access to the records of several ArrayRecord files by global index."""
 
     def __init__(self, paths: Sequence[str | os.PathLike]):
-        self._readers = [
-            array_record_module.ArrayRecordReader(str(p), "readahead_buffer_size:0") for p in paths
-        ]
+        self._readers = [records.open_shard(p, "readahead_buffer_size:0") for p in paths]
         sizes = [r.num_records() for r in self._readers]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [files + 1]
 
@@ -232,10 +230,17 @@ def dataset_from_dir(
     cfg: LoaderConfig,
     prefix: str = "records",
     shard: grain.sharding.ShardOptions | None = None,
+    check: RecordCheck | None = None,
 ) -> grain.IterDataset:
+    """`dataset` over the `prefix` shards of `in_dir`; with `check`, every record is read and
+    checked first (data.record_checks), so a bad one stops the run before it starts, located."""
     paths = records.shard_paths(in_dir, prefix)
     if not paths:
         raise FileNotFoundError(f"no {prefix}-*{records.SUFFIX} shards in {in_dir}")
+    if check is not None:
+        for path in paths:
+            for i, raw in enumerate(records.read_shard(path)):
+                check(records.decode_at(raw, path, i, arrays="numpy"), path, i)
     return dataset(paths, cfg, shard)
 
 

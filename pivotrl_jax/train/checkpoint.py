@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
-from pivotrl_jax import distributed
+from pivotrl_jax import distributed, faults
 from pivotrl_jax.train.state import TrainState
 
 LOADER_STATE = "data_state"  # the meta entry each process saves and restores for itself
@@ -110,12 +110,14 @@ class Checkpointer:
         calls it; `meta[LOADER_STATE]`, when present, is this process's own."""
         if not state_is_finite(state):
             raise NonFiniteStateError(f"refusing to checkpoint step {step}: non-finite state")
+        faults.point("checkpoint.before_save")
         shared = {k: v for k, v in meta.items() if k != LOADER_STATE}
         items = dict(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(shared))
         if LOADER_STATE in meta:
             items["loader"] = ProcessJsonSave(meta[LOADER_STATE])
         self._manager.save(step, args=ocp.args.Composite(**items), force=True)
         self._manager.wait_until_finished()
+        faults.point("checkpoint.saved")
 
     def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
         """(TrainState placed as `abstract_state` says, meta) of step `step`, with this

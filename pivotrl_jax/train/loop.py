@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from pivotrl_jax import distributed
+from pivotrl_jax import distributed, faults
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.rollout.processes import generate_slice
 from pivotrl_jax.train import metrics as metrics_lib
@@ -132,6 +132,7 @@ def run(
     try:
         for it in bar:
             last, updated = step_fn(parts, it, workdir)
+            faults.point("train.step_done")
             if updated:
                 version = it + 1
             last["weight_version"] = float(version)
@@ -141,6 +142,7 @@ def run(
                 if parts.progress.low_std >= cfg.reprofile_patience:
                     last.update(reprofile_recent(parts, it))
             writer.write(it + 1, last)
+            faults.point("train.metrics_written")
             bar.set_postfix(reward=f"{last['reward/mean']:.3f}", loss=f"{last.get('loss', 0):.4f}")
             check_finite(int(parts.state.nonfinite), cfg.max_nonfinite, it + 1, ckpt.latest_step())
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.steps:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pivotrl_jax import distributed
+from pivotrl_jax import atomic, distributed
 from pivotrl_jax.models.config import ModelConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -156,7 +156,7 @@ class MetricsWriter:
                 continue
             if row.get("step", 0) <= step:
                 kept.append(line)
-        self.path.write_text("".join(f"{x}\n" for x in kept), encoding="utf-8")
+        atomic.write_text(self.path, "".join(f"{x}\n" for x in kept))  # a kill keeps the old
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         if self._file is None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pivotrl_jax import distributed
+from pivotrl_jax import distributed, faults
 from pivotrl_jax.models.weights import export_hf
 from pivotrl_jax.registry import Registry
 from pivotrl_jax.train.state import Params, Policy, as_nnx_state
@@ -33,6 +33,7 @@ def sync_from_disk(engine, policy, params, version, workdir, model_dir) -> None:
     root = workdir / "weights"
     folder = root / f"v{version:08d}"
     export_hf(as_nnx_state(policy, params), policy.config, folder, aux_from=model_dir)
+    faults.point("sync.exported")
     if distributed.is_primary():
         engine.update_weights(str(folder), version)
         for old in root.iterdir():

@@ -226,6 +226,6 @@ def test_two_processes_train_export_and_profile_like_one(assets, tmp_path):
     shared = [w for w in reports[0]["written"] if not w.startswith("run/checkpoints/")]
     assert any(w.startswith("run/metrics.jsonl") for w in shared)
     assert any(w.startswith("run/tensorboard/") for w in shared)
-    assert any(w.startswith("hf/") for w in shared)
+    assert any(w.startswith(".hf.partial/") for w in shared)  # export: staged, then renamed
     own = [w for w in reports[1]["written"] if not w.startswith("run/checkpoints/")]
     assert own and all(re.match(r"profiled/.*p00001-of-00002", w) for w in own), own
