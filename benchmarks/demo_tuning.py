@@ -28,7 +28,7 @@ BASE_GRID = (
     "base.hidden_size=128",
     "base.hidden_size=128,base.steps=3000",
 )
-SFT_GRID = [(lr, epochs) for lr in (3e-4, 1e-3, 3e-3) for epochs in (1.0, 2.0, 4.0)]
+SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
 
 
 def validation_split(c, p, n: int) -> Path:

@@ -141,6 +141,7 @@ def train_run(c, p, method: str, seed: int, out: Path, e2e_steps: int, progress:
                 *([] if progress else ["--config.log.progress=False"]),
             ]
         )
+        demo.run_cli(["export", "--run", str(out / "run"), "--output", str(out / "final")])
         return
     pivots = {"pivotrl": p.pivots, "random_turns": p.root / "pivots-all"}.get(method, p.candidates)
     extra = dict(common)

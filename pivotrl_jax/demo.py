@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import resource
 import shutil
 import sys
 import time
@@ -360,7 +361,7 @@ def measure_rewards(c, out: Path) -> dict:
 
 
 def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
-    """Stages data, reward check, base, extract, profile and select; returns the selection
+    """Stages data, base, reward check, extract, profile and select; returns the selection
     report."""
     st.run(
         "data",
@@ -368,8 +369,8 @@ def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
         [p.data],
         lambda: make_data(c, p.data),
     )
-    st.run("rewards_check", {}, [p.data / "rewards_check.json"], lambda: measure_rewards(c, p.data))
     st.run("base", config_lib.to_dict(c.base), [p.base], lambda: build_base(c, p, progress))
+    st.run("rewards_check", {}, [p.data / "rewards_check.json"], lambda: measure_rewards(c, p.data))
     st.run(
         "extract",
         {"max_prompt": c.train.max_prompt_len},
@@ -620,6 +621,8 @@ def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: flo
         "data": json.loads((p.data / "data_report.json").read_text()),
         "stages_reused": st.skipped,
         "seconds": {"total": seconds, **st.seconds},
+        # High-water resident memory of this process (every stage runs in it), in GiB.
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
@@ -681,6 +684,7 @@ def format_table(report: dict, domains: Sequence[str]) -> str:
         f"rollout turns: profile {report['rollout_turns']['profile']}, "
         f"train {report['rollout_turns']['train']}",
         f"out-of-domain kinds (pi_0 >= threshold): {', '.join(report['ood_kinds'])}",
-        f"time: {report['seconds']['total']:.0f} s",
+        f"time: {report['seconds']['total']:.0f} s, peak resident memory "
+        f"{report['peak_rss_gib']:.1f} GiB",
     ]
     return "\n".join(lines)

@@ -40,6 +40,7 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
     for d in ("terminal", "tool_use"):
         assert report["oracle_reward"][d] >= 0.95 and report["control_reward"][d] <= 0.05
     assert report["seconds"]["total"] > 0
+    assert 0 < report["peak_rss_gib"] < 24  # ru_maxrss of the demo process, in GiB
     assert "held-out turn acceptance" in table and "out-of-domain accuracy" in table
     assert (wd / "pivot_mean_reward_hist.png").read_bytes()[:4] == b"\x89PNG"
     data = report["data"]["kinds"]
