@@ -3,6 +3,7 @@
     python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py
     python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py:v5p-128
     python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_h100.py
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_h100.py --layers 2,4
     python benchmarks/memory_plan.py --config configs/train.py:tiny --config.model_dir=runs/m
 
 The config is a train config (configs/train.py's keys); the model's architecture is its
@@ -19,6 +20,16 @@ jitted functions, and prints one JSON line of per-device bytes:
     per_device_total                      resident state + the larger of the two temporaries
 
 with `per_device_total_gib`, the device memory `hbm_gib` (config `plan.hbm_gib`) and `fits`.
+
+`--layers A,B` compiles the two programs at depths A < B instead of the model's own and
+extrapolates the temporaries linearly to it (the resident state stays exact, at full depth):
+
+    temp(L) = temp(A) + (L - A) (temp(B) - temp(A)) / (B - A)
+
+The layers run as one `lax.scan` with per-layer remat, so a step's temporaries are one layer's
+working set (independent of depth) plus buffers that grow by the same amount per layer (the
+saved layer inputs, the gradient accumulators). XLA:CPU's compile of a 48-layer MoE step at 32k
+context needs more host memory than a small machine has; two shallow compiles do not.
 XLA:CPU plans the buffers here; a TPU or GPU compile schedules them differently, and on CPU
 the MoE exchange is the padded all-to-all (the ragged one needs no more), so treat the
 temporaries as an estimate, the resident state as exact.
@@ -41,12 +52,35 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
     ap.add_argument("--devices", type=int, default=0, help="simulated devices (default: mesh)")
+    ap.add_argument(
+        "--layers",
+        type=depths,
+        default=None,
+        help="A,B: compile at depths A < B and extrapolate the temporaries to the model's depth",
+    )
     args, rest = ap.parse_known_args(argv)
     overrides = [a[len("--config.") :] for a in rest if a.startswith("--config.")]
     unknown = [a for a in rest if not a.startswith("--config.")]
     if unknown:
         ap.error(f"unrecognised arguments {unknown}")
     return args, overrides
+
+
+def depths(text: str) -> tuple[int, int]:
+    """'A,B' -> (A, B) with 1 <= A < B."""
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers wants two depths A,B, got {text!r}") from None
+    if not 1 <= a < b:
+        raise argparse.ArgumentTypeError(f"--layers wants 1 <= A < B, got {text!r}")
+    return a, b
+
+
+def extrapolate(at: dict[int, int], depth: int) -> int:
+    """Bytes at `depth` on the line through the two measured (depth, bytes) points of `at`."""
+    (a, ta), (b, tb) = sorted(at.items())
+    return round(ta + (depth - a) * (tb - ta) / (b - a))
 
 
 def device_count(cfg, requested: int) -> int:
@@ -129,7 +163,8 @@ class Planned:
     logprobs: Any  # the jitted logprob pass
 
 
-def build(cfg) -> Planned:
+def build(cfg, layers: int | None = None) -> Planned:
+    """What `pivotrl train` builds for `cfg` (the model cut to `layers` decoder layers if given)."""
     from pivotrl_jax.config import mesh_from_config
     from pivotrl_jax.models.config import DTYPES
     from pivotrl_jax.models.sharding import MESH_AXES
@@ -140,6 +175,9 @@ def build(cfg) -> Planned:
 
     gcfg = grpo_config(cfg)
     model = policy_config(model_config(cfg), gcfg.optim)
+    if layers is not None:
+        dense = tuple(i for i in model.mlp_only_layers if i < layers)
+        model = dataclasses.replace(model, num_hidden_layers=layers, mlp_only_layers=dense)
     mesh = mesh_from_config(gcfg.mesh_shape, MESH_AXES)
     policy = st.make_policy(model, mesh)
     tx = make_optimizer(gcfg.optim)
@@ -164,31 +202,49 @@ def build(cfg) -> Planned:
     return Planned(gcfg, model, policy, tx, state, reference, batch, step, logprobs)
 
 
-def plan(cfg) -> dict:
+def compiled_temps(p: Planned) -> dict:
+    """Temporaries, code size and compile seconds of the train step and the log-prob pass."""
+    start = time.perf_counter()
+    step = p.step.lower(p.state, p.batch).compile().memory_analysis()
+    step_s = time.perf_counter() - start
+    start = time.perf_counter()
+    lp = p.logprobs.lower(p.reference or p.state.params, p.batch).compile().memory_analysis()
+    logprobs_s = time.perf_counter() - start
+    return {
+        "train_step_temp": int(step.temp_size_in_bytes),
+        "logprobs_temp": int(lp.temp_size_in_bytes),
+        "code": int(max(step.generated_code_size_in_bytes, lp.generated_code_size_in_bytes)),
+        "compile_s": {"train_step": round(step_s, 1), "logprobs": round(logprobs_s, 1)},
+    }
+
+
+def plan(cfg, layers: tuple[int, int] | None = None) -> dict:
+    """The JSON record of the module docstring; `layers` = (A, B): temporaries extrapolated from
+    compiles at depths A and B."""
     import jax
     import numpy as np
 
     p = build(cfg)
     gcfg, model, state, reference, batch = p.gcfg, p.model, p.state, p.reference, p.batch
     rows, length = batch.input_ids.shape
-    start = time.perf_counter()
-    compiled_step = p.step.lower(state, batch).compile()
-    step_s = time.perf_counter() - start
-    start = time.perf_counter()
-    compiled_lp = p.logprobs.lower(reference or state.params, batch).compile()
-    logprobs_s = time.perf_counter() - start
-    step_mem, lp_mem = compiled_step.memory_analysis(), compiled_lp.memory_analysis()
+    if layers is None:
+        temps = compiled_temps(p)
+        fit = None
+    else:
+        shallow = {d: compiled_temps(build(cfg, d)) for d in layers}
+        keys = ("train_step_temp", "logprobs_temp")
+        depth = model.num_hidden_layers
+        temps = {k: extrapolate({d: shallow[d][k] for d in layers}, depth) for k in keys}
+        temps["code"] = max(t["code"] for t in shallow.values())
+        temps["compile_s"] = {str(d): t["compile_s"] for d, t in shallow.items()}
+        fit = {"layers": list(layers), **{k: [shallow[d][k] for d in layers] for k in keys}}
 
     per_device = {
         "params": shard_bytes(state.params),
         "opt_state": shard_bytes(state.opt_state),
         "reference": shard_bytes(reference) if reference is not None else 0,
         "batch": shard_bytes(batch),
-        "train_step_temp": int(step_mem.temp_size_in_bytes),
-        "logprobs_temp": int(lp_mem.temp_size_in_bytes),
-        "code": int(
-            max(step_mem.generated_code_size_in_bytes, lp_mem.generated_code_size_in_bytes)
-        ),
+        **{k: temps[k] for k in ("train_step_temp", "logprobs_temp", "code")},
     }
     resident = sum(per_device[k] for k in ("params", "opt_state", "reference", "batch"))
     total = resident + max(per_device["train_step_temp"], per_device["logprobs_temp"])
@@ -226,7 +282,9 @@ def plan(cfg) -> dict:
         "per_device_total_gib": round(total / gib, 3),
         "hbm_gib": hbm,
         "fits": bool(hbm and total / gib <= hbm),
-        "compile_s": {"train_step": round(step_s, 1), "logprobs": round(logprobs_s, 1)},
+        "temporaries": "compiled" if fit is None else "extrapolated",
+        "temporaries_fit": fit,
+        "compile_s": temps["compile_s"],
         "backend": "XLA:CPU (simulated devices)",
     }
 
@@ -247,7 +305,7 @@ def main(argv: list[str]) -> None:
 
     if jax.device_count() != n:
         raise SystemExit(f"got {jax.device_count()} devices, wanted {n} (jax imported too early?)")
-    out = plan(cfg)
+    out = plan(cfg, args.layers)
     out["config"] = args.config
     print(json.dumps(out))
 

@@ -98,3 +98,46 @@ def test_plan_matches_a_measured_run(tmp_path):
     line = json.loads(cli.stdout.strip().splitlines()[-1])
     assert line["per_device_bytes"] == predicted["per_device_bytes"]
     assert line["per_device_total_gib"] >= sum(measured.values()) / 2**30 - 1e-3
+
+
+EXTRAPOLATE = textwrap.dedent("""
+    import json, os, runpy, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    from pivotrl_jax.config import load_config
+
+    tool = runpy.run_path(sys.argv[1])
+    cfg = load_config(sys.argv[2], json.loads(sys.argv[3]))
+    print(json.dumps({"compiled": tool["plan"](cfg), "line": tool["plan"](cfg, (2, 3))}))
+""")
+
+
+@pytest.mark.multidevice
+@pytest.mark.slow
+def test_temporaries_extrapolated_from_two_depths_match_the_full_compile(tmp_path):
+    """--layers 2,3 on a 4-layer MoE: the temporaries on the line through the 2- and 3-layer
+    compiles are those of the 4-layer compile (the layer scan adds the same bytes per layer),
+    and the resident state is the full model's."""
+    config = ModelConfig(vocab_size=128, hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=8, num_experts=8, num_experts_per_tok=2,
+                         moe_intermediate_size=16, norm_topk_prob=True)  # fmt: skip
+    write_hf_config(config, tmp_path / "model")
+    overrides = [f"model_dir={tmp_path / 'model'}", "mesh_shape=(1,2,1,4)",
+                 "engine.routed_experts=True", "train.length_buckets=(64,)",
+                 "train.micro_batches=2", "model_overrides.remat=full"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", EXTRAPOLATE, str(REPO / "benchmarks/memory_plan.py"),
+         "configs/train.py:tiny", json.dumps(overrides)],
+        capture_output=True, text=True, env=env, timeout=1200, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    compiled, line = out["compiled"]["per_device_bytes"], out["line"]["per_device_bytes"]
+    assert out["line"]["temporaries"] == "extrapolated"
+    assert out["line"]["temporaries_fit"]["layers"] == [2, 3]
+    for key in ("params", "opt_state", "reference", "batch"):
+        assert line[key] == compiled[key], key
+    for key in ("train_step_temp", "logprobs_temp"):
+        assert line[key] == pytest.approx(compiled[key], rel=0.01), key
