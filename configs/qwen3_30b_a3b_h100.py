@@ -4,7 +4,7 @@
     pivotrl train --config=configs/qwen3_30b_a3b_h100.py --config.model_dir=/ckpt/Qwen3-30B-A3B \
         --config.pivots=/data/pivots --config.engine.urls="('http://rollout-0:30000',)" \
         --output /runs/pivotrl-30b
-    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_h100.py          # 16 devices
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_h100.py --layers 2,3
 
 Mesh (data, fsdp, tensor, expert) = (1, 2, 1, 8): expert parallelism inside a host (NVLink
 all-to-all), ZeRO-3 over both hosts, one 32k row per GPU per micro-batch (64 micro-batches of

@@ -3,8 +3,8 @@
     pivotrl train --config=configs/qwen3_30b_a3b_tpu_v5p.py --config.model_dir=/ckpt/Qwen3-30B-A3B \
         --config.pivots=/data/pivots --config.engine.urls="('http://rollout-0:30000',)" \
         --output /runs/pivotrl-30b
-    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py          # v5p-64
-    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py:v5p-128
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py --layers 2,3
+    python benchmarks/memory_plan.py --config configs/qwen3_30b_a3b_tpu_v5p.py:v5p-128 --layers 2,3
 
 Variants: `v5p-64` (default; 64 TensorCores = 32 chips, 8 hosts) and `v5p-128` (64 chips).
 JAX sees one device per v5p chip. Mesh (data, fsdp, tensor, expert): the 128 experts over 8

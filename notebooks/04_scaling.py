@@ -19,7 +19,8 @@
 # (`embed`, `mlp`, `heads`, `experts`, ...); a table of rules maps logical axes to mesh axes.
 # This notebook runs on 8 simulated CPU devices (the same programs a pod runs, without the
 # speed): it builds meshes from config shapes, resolves the rules for a tiny model and for a
-# Qwen3-30B-A3B-sized one, and counts the parameter bytes each device holds.
+# Qwen3-30B-A3B-sized one, counts the parameter bytes each device holds, and plans the memory of
+# a whole train step ahead of time.
 
 # %%
 import os
@@ -133,3 +134,54 @@ for name, mesh in meshes.items():
 # rows and length. `pivotrl train` places all of them on the same mesh with the same rules; the
 # launch scripts (`launch/`) start one process per host so the mesh spans every chip
 # (docs/multihost.md).
+
+# %% [markdown]
+# ## The memory plan: a whole train step compiled without weights
+# `benchmarks/memory_plan.py` builds what `pivotrl train` builds for a config (policy, frozen
+# reference, optimizer, the jitted train step and log-prob pass, a batch of the longest length
+# bucket with its replayed experts) from `ShapeDtypeStruct`s with their shardings, compiles both
+# programs ahead of time and reads XLA's memory analysis: the resident state per device is
+# exact, the temporaries are XLA:CPU's buffer plan. Here the 2 x 8 H100 recipe
+# (`configs/qwen3_30b_a3b_h100.py`) runs a small MoE of the same kind with rows of 512 tokens
+# on the 8 simulated devices; [docs/scaling.md](../docs/scaling.md) has the shipped configs'
+# numbers at 32k context.
+
+# %%
+import runpy
+
+from pivotrl_jax.config import load_config
+
+memory_plan = runpy.run_path("benchmarks/memory_plan.py")
+small_moe = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                 num_attention_heads=8, num_key_value_heads=2, head_dim=32, vocab_size=4096,
+                 num_experts=16, num_experts_per_tok=4, moe_intermediate_size=128)  # fmt: skip
+overrides = [f"plan.hf_config.{k}={v}" for k, v in small_moe.items()] + [
+    "mesh_shape=(1,2,1,4)",  # fsdp 2 x expert 4
+    "train.pivots_per_step=4",
+    "rollout.group_size=4",
+    "train.micro_batches=2",
+    "train.max_prompt_len=384",
+    "rollout.max_new_tokens=128",
+    "train.length_buckets=(512,)",
+    "model_overrides.moe_chunk=256",
+    "model_overrides.attention_chunk=256",
+]
+small = load_config("configs/qwen3_30b_a3b_h100.py", overrides)
+compiled = memory_plan["plan"](small)
+print("batch:", compiled["batch_shape"])
+for key, value in compiled["per_device_bytes"].items():
+    print(f"{key:16} {value / 2**20:8.2f} MiB per device")
+
+# %% [markdown]
+# At production depth XLA:CPU's compile of every layer needs more host memory than a laptop
+# has, so `--layers A,B` compiles at two shallow depths and puts the temporaries on the line
+# through them: the layers run as one `lax.scan` with per-layer remat, so what grows with depth
+# (saved layer inputs, gradient buffers) grows by the same bytes per layer. The 4-layer model
+# planned from 2 and 3 layers, against its own compile:
+
+# %%
+line = memory_plan["plan"](small, (2, 3))
+for key in ("train_step_temp", "logprobs_temp"):
+    got, want = line["per_device_bytes"][key], compiled["per_device_bytes"][key]
+    print(f"{key:16} extrapolated {got / 2**20:8.2f} MiB, compiled {want / 2**20:8.2f} MiB "
+          f"({100 * (got - want) / want:+.2f} %)")  # fmt: skip

@@ -13,7 +13,10 @@ EXPECTED = {
     "01_quickstart": (["reward 1.0", "candidates"], False),
     "02_pivot_analysis": (["zero-signal fraction", "[pivot]", "[zero_variance]"], True),
     "03_custom_verifier": (["agreement on", "{'same_flags'}"], False),
-    "04_scaling": (["8 devices", "GB per device", "P('expert', 'tensor', 'fsdp')"], False),
+    "04_scaling": (
+        ["8 devices", "GB per device", "P('expert', 'tensor', 'fsdp')", "MiB per device", "%)"],
+        False,
+    ),
 }
 
 
