@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from pivotrl_jax.models import default_positions
@@ -13,6 +14,7 @@ from pivotrl_jax.models.testing import TINY_CONFIGS, random_model
 from pivotrl_jax.models.transformer import Transformer, forward
 
 
+@pytest.mark.slow
 def test_chunked_attention_and_moe_match_whole_rows():
     base = TINY_CONFIGS["moe_topk_norm"]
     state = nnx.state(random_model(base, seed=2, weight_scale=0.1))

@@ -30,6 +30,8 @@ from pivotrl_jax.train.step import (
 
 CONFIG = TINY_CONFIGS["moe_topk_norm"]
 
+pytestmark = pytest.mark.slow  # each test compiles a train step (40-200 s on 2 cores)
+
 
 def _sequences(rng, n=4):
     return [
