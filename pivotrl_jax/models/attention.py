@@ -65,14 +65,31 @@ def attention_mask(
     return same & real & causal
 
 
-def attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
+def attend(q: Array, k: Array, v: Array, mask: Array, block: int = 0) -> Array:
     """softmax(q k^T / sqrt(H) + mask) v with K kv heads shared by groups of N / K query heads.
+
+    With `block` > 0 (and S == T) the queries go in column blocks of that size, block i against
+    keys [0, (i + 1) · block) only: the same result when no query sees a key in a later column
+    (true without a cache: in every row layout a token's segment and its parent come before
+    it), for about half the work of the full [T, S] scores.
 
     Args:
       q: [B, T, N, H]; k, v: [B, S, K, H]; mask: [B, T, S] bool.
     Returns:
       [B, T, N, H] in q.dtype.
     """
+    T, S = q.shape[1], k.shape[1]
+    if block <= 0 or T != S or block >= T:
+        return _attend(q, k, v, mask)
+    outs = []
+    for start in range(0, T, block):
+        end = min(start + block, T)
+        outs.append(_attend(q[:, start:end], k[:, :end], v[:, :end], mask[:, start:end, :end]))
+    return jnp.concatenate(outs, axis=1)
+
+
+def _attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """`attend` on the full [T, S] scores."""
     B, T, N, H = q.shape
     K = k.shape[2]
     q = q.reshape(B, T, K, N // K, H)  # [B, T, K, G, H], G = query heads per kv head
@@ -124,12 +141,11 @@ class Attention(nnx.Module):
         self,
         x: Array,  # [B, T, D]
         positions: Array,  # [B, T]
-        segment_ids: Array,  # [B, T]
-        kv_positions: Array,  # [B, S]; S == T without a cache
-        kv_segment_ids: Array,  # [B, S]
+        mask: Array,  # [B, T, S] bool, `attention_mask` of the queries and keys; S == T
+        # without a cache
         cache_kv: tuple[Array, Array] | None = None,  # ([B, S, K, H], [B, S, K, H])
         cache_index: Array | None = None,  # [] first slot written by these T tokens
-        parent_ids: Array | None = None,  # [B, T] the segment each token's segment continues
+        block: int = 0,  # query column blocks (see `attend`); without a cache only
     ) -> tuple[Array, tuple[Array, Array] | None]:
         dt = self.dtype
         x = x.astype(dt)
@@ -144,6 +160,6 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
             v = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             cache_kv = (k, v)
-        mask = attention_mask(positions, segment_ids, kv_positions, kv_segment_ids, parent_ids)
-        out = attend(q, k.astype(dt), v.astype(dt), mask)  # [B, T, N, H]
+            block = 0
+        out = attend(q, k.astype(dt), v.astype(dt), mask, block)  # [B, T, N, H]
         return jnp.einsum("BTNH,NHD->BTD", out, self.o_proj[...].astype(dt)), cache_kv

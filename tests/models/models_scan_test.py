@@ -1,5 +1,5 @@
 """The scan over layers computes what the layer-by-layer loop does (logits and gradients) for
-every tiny config, rematerialised or not; parent segments in the attention mask."""
+every tiny config, rematerialised or not; parent segments in the attention mask; query blocks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pivotrl_jax.models.attention import attention_mask
+from pivotrl_jax.models.attention import attend, attention_mask
 from pivotrl_jax.models.testing import TINY_CONFIGS, random_model, random_tokens
 from pivotrl_jax.models.transformer import forward, layer_groups
 
@@ -75,3 +75,19 @@ def test_parent_segments_by_hand():
         [0, 0, 0, 0, 0, 0, 0],
     ]
     np.testing.assert_array_equal(got, want)
+
+
+def test_query_blocks_equal_the_full_scores():
+    """Column blocks skip only keys no query can see: a packed row with a padded tail and a
+    prefix-shared row, blocks of 3 over T = 10, against the full [T, S] scores."""
+    seg = jnp.asarray([[1, 1, 1, 2, 2, 2, 3, 3, 0, 0], [1, 1, 1, 1, 2, 2, 2, 3, 3, 3]])
+    par = jnp.asarray([[0] * 10, [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]])
+    pos = jnp.asarray([[0, 1, 2, 0, 1, 2, 0, 1, 0, 0], [0, 1, 2, 3, 4, 5, 6, 4, 5, 6]])
+    mask = attention_mask(pos, seg, pos, seg, par)
+    keys = jax.random.split(jax.random.key(0), 3)
+    q = jax.random.normal(keys[0], (2, 10, 4, 8))
+    k, v = (jax.random.normal(key, (2, 10, 2, 8)) for key in keys[1:])
+    full, blocked = attend(q, k, v, mask), attend(q, k, v, mask, block=3)
+    seen = np.asarray(mask.any(-1))  # padding queries see nothing: their output is unused
+    assert seen.sum() == 18
+    np.testing.assert_allclose(np.asarray(blocked)[seen], np.asarray(full)[seen], atol=1e-6, rtol=0)
