@@ -3,6 +3,8 @@ every tiny config, rematerialised or not; parent segments in the attention mask;
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,17 +79,30 @@ def test_parent_segments_by_hand():
     np.testing.assert_array_equal(got, want)
 
 
-def test_query_blocks_equal_the_full_scores():
-    """Column blocks skip only keys no query can see: a packed row with a padded tail and a
-    prefix-shared row, blocks of 3 over T = 10, against the full [T, S] scores."""
+@pytest.mark.parametrize("block", [0, 3, 4])
+def test_attention_and_its_gradient_equal_jax_dot_product_attention(block):
+    """Against jax.nn.dot_product_attention (XLA) on a packed row with a padded tail and a
+    prefix-shared row; query blocks of 3 or 4 over T = 10 skip only keys no query sees."""
     seg = jnp.asarray([[1, 1, 1, 2, 2, 2, 3, 3, 0, 0], [1, 1, 1, 1, 2, 2, 2, 3, 3, 3]])
     par = jnp.asarray([[0] * 10, [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]])
     pos = jnp.asarray([[0, 1, 2, 0, 1, 2, 0, 1, 0, 0], [0, 1, 2, 3, 4, 5, 6, 4, 5, 6]])
     mask = attention_mask(pos, seg, pos, seg, par)
-    keys = jax.random.split(jax.random.key(0), 3)
-    q = jax.random.normal(keys[0], (2, 10, 4, 8))
-    k, v = (jax.random.normal(key, (2, 10, 2, 8)) for key in keys[1:])
-    full, blocked = attend(q, k, v, mask), attend(q, k, v, mask, block=3)
-    seen = np.asarray(mask.any(-1))  # padding queries see nothing: their output is unused
-    assert seen.sum() == 18
-    np.testing.assert_allclose(np.asarray(blocked)[seen], np.asarray(full)[seen], atol=1e-6, rtol=0)
+    seen = mask.any(-1)[:, :, None, None]  # padding queries see nothing: their output is unused
+    keys = jax.random.split(jax.random.key(0), 4)
+    q, w = (jax.random.normal(key, (2, 10, 4, 8)) for key in keys[:2])
+    k, v = (jax.random.normal(key, (2, 10, 2, 8)) for key in keys[2:])
+
+    def reference(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation="xla")
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.where(seen, fn(q, k, v) * w, 0.0))
+
+    ours = functools.partial(attend, mask=mask, block=block)
+    np.testing.assert_allclose(
+        jnp.where(seen, ours(q, k, v), 0), jnp.where(seen, reference(q, k, v), 0), atol=1e-6
+    )
+    want = jax.grad(loss(reference), argnums=(0, 1, 2))(q, k, v)
+    got = jax.jit(jax.grad(loss(ours), argnums=(0, 1, 2)))(q, k, v)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(b, a, atol=1e-5)
