@@ -56,8 +56,11 @@ def test_scan_equals_the_layer_loop(name, remat):
     run = jax.jit(jax.grad(loss, has_aux=True), static_argnums=1)
     (ga, a), (gb, b) = run(params, loop_def), run(params, scan_def)
     np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    # The attention's hand-written backward pass sums in another order inside the scan than
+    # layer by layer: float32 rounding, relative to each gradient's largest entry (gradients of
+    # the norm scales reach ~1e2 here, where single entries cancel to ~1e-1).
     for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
-        np.testing.assert_allclose(y, x, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(y, x, atol=1e-5 * float(np.abs(x).max()), rtol=1e-5)
 
 
 def test_parent_segments_by_hand():
