@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REQS := requirements.txt $(wildcard requirements-extra.txt requirements-nodeps.txt) setup.cfg pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench paper-claims sglang-env notebooks clean
+.PHONY: install demo test test-fast lint format bench paper-claims reliability sglang-env notebooks clean
 
 install: $(VENV)/.installed
 
@@ -43,10 +43,19 @@ test: install lint sglang-env
 test-fast: install
 	PIVOTRL_SKIP_SGLANG=1 $(BIN)/python -m pytest -q -m "not slow and not sglang" $(PYTEST_ARGS)
 
-# Every benchmark but paper_claims.py (an hour on 2 CPU cores: `make paper-claims`).
+# Every benchmark but paper_claims.py (an hour on 2 CPU cores: `make paper-claims`) and
+# reliability_load.py (`make reliability`).
 bench: install
-	@for b in benchmarks/*.py; do [ "$$b" = benchmarks/paper_claims.py ] && continue; \
+	@for b in benchmarks/*.py; do case "$$b" in benchmarks/paper_claims.py|benchmarks/reliability_load.py) continue;; esac; \
 		echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# kill -9 at 10+ points per command, the SGLang server killed under training, then the load runs
+# (profile 10k/30k/100k candidates, train 1000 steps; peak RSS must stay flat). See
+# docs/reliability.md; hours on 2 CPU cores.
+reliability: install sglang-env
+	PIVOTRL_RELIABILITY=1 PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python \
+		$(BIN)/python -m pytest -q --timeout=14400 tests/reliability $(PYTEST_ARGS)
+	$(BIN)/python benchmarks/reliability_load.py all
 
 # SFT vs PivotRL vs ablations vs end-to-end RL; writes docs/results/ (reuses `make demo`'s stages).
 paper-claims: install

@@ -98,6 +98,11 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             vocab_size=1024,  # BPE vocabulary trained on the shipped corpus (+ extra files)
             extra_text_files=(),  # more training text, one document per line
             from_dir="",  # reuse the tokenizer in this folder instead of training one
+            # Encode the chat template's fixed text (tool preamble, call and response wrappers)
+            # as one token per phrase, plus the phrases in phrase_files (JSON lists of strings:
+            # a domain's fixed prompt text such as its tool specs).
+            phrases=False,
+            phrase_files=(),
         )
     )
     return c

@@ -77,14 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pivotrl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     full_argv = [f"pivotrl {name}", *argv[1:]]
-    if distributed.enabled():
-        distributed.initialize_from_env()
     try:
         module, fv = build_flags(name, full_argv)
         if "--help" in argv[1:] or "-h" in argv[1:]:
             print(f"usage: pivotrl {name} [flags]\n\n{_summary(COMMANDS[name])}\n")
             print(fv.module_help(module.__name__) if fv.flags_by_module_dict() else "")
             return 0
+        if distributed.enabled():  # after --help: a help text needs no cluster
+            distributed.initialize_from_env()
         rest = config_lib.parse_with_config(fv, full_argv)
         positional = getattr(module, "POSITIONAL", None)  # a flag that may be given bare
         if rest and positional and len(rest) == 1 and fv[positional].value is None:

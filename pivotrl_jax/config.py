@@ -9,8 +9,9 @@ below the command layer receives frozen dataclasses, never a ConfigDict.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from pivotrl_jax import atomic
+from pivotrl_jax import atomic, distributed
 from pivotrl_jax.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +60,47 @@ def has_path(cfg: ml_collections.ConfigDict, dotted: str) -> bool:
 
 def define_config_flag(fv: flags.FlagValues, argv: Sequence[str], default: str | None) -> None:
     """Define `--config` on `fv`; `argv` must be the full argv so overrides get registered."""
-    config_flags.DEFINE_config_file(
-        "config",
-        default=resolve_config_path(default) if default else None,
-        help_string="Config file `configs/NAME.py[:variant]`; override keys with --config.a.b=v.",
-        flag_values=fv,
-        lock_config=True,
-        sys_argv=list(argv),
-    )
+    with config_errors(argv, default):  # a default config loads (with the overrides) here
+        config_flags.DEFINE_config_file(
+            "config",
+            default=resolve_config_path(default) if default else None,
+            help_string="Config file `configs/NAME.py[:variant]`; override keys with "
+            "--config.a.b=v.",
+            flag_values=fv,
+            lock_config=True,
+            sys_argv=list(argv),
+        )
+
+
+@contextlib.contextmanager
+def config_errors(argv: Sequence[str], default: str | None = None) -> Iterator[None]:
+    """ml-collections' failures while loading a config as ConfigErrors naming the key, or the
+    config file and line (its own messages embed a whole traceback)."""
+    try:
+        yield
+    except (AttributeError, KeyError) as e:
+        raise ConfigError(_unknown_key_message(argv, e, default)) from None
+    except flags.IllegalFlagValueError as e:
+        raise ConfigError(_config_file_message(str(e))) from None
+    except TypeError as e:
+        raise ConfigError(f"config override has the wrong type: {e}") from None
+    except SyntaxError as e:
+        raise ConfigError(
+            f"config file {e.filename}, line {e.lineno}: SyntaxError: {e.msg}"
+        ) from None
+    except ImportError as e:
+        raise ConfigError(f"config file cannot be imported: {type(e).__name__}: {e}") from None
+
+
+def _config_file_message(message: str) -> str:
+    """`bad config value: ...` with an embedded traceback -> where get_config failed and why."""
+    if "Traceback (most recent call last)" not in message:
+        return f"bad config value: {message}"
+    head = message.split("\n", 1)[0].rstrip(": ")
+    lines = [x for x in message.splitlines() if x.strip()]
+    frames = [x.strip() for x in lines if x.strip().startswith('File "')]
+    where = f" ({frames[-1]})" if frames else ""
+    return f"{head}: {lines[-1].strip()}{where}"
 
 
 def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
@@ -82,27 +116,23 @@ def parse_with_config(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
                 argv[i] = "--config=" + resolved
             else:
                 argv[i + 1] = resolved
-    try:
+    with config_errors(argv):
         rest = fv(argv)[1:]
         if "config" in fv and fv["config"].value is not None:
             _ = fv.config  # forces loading and applying the overrides
-    except (AttributeError, KeyError) as e:
-        raise ConfigError(_unknown_key_message(argv, e)) from None
-    except flags.IllegalFlagValueError as e:
-        raise ConfigError(f"bad config value: {e}") from None
-    except TypeError as e:
-        raise ConfigError(f"config override has the wrong type: {e}") from None
     return rest
 
 
-def _unknown_key_message(argv: Sequence[str], err: Exception) -> str:
+def _unknown_key_message(argv: Sequence[str], err: Exception, default: str | None) -> str:
     base_argv = [a for a in argv if not a.startswith("--config.")]
     try:
         fv = flags.FlagValues()
-        define_config_flag(fv, base_argv, None)
+        define_config_flag(fv, base_argv, default)
         fv(base_argv, known_only=True)
         cfg = fv.config
     except Exception:  # the base config itself failed; report the original error
+        return f"config error: {err}"
+    if cfg is None:
         return f"config error: {err}"
     for key, _ in split_config_overrides(argv):
         if not has_path(cfg, key):
@@ -144,10 +174,12 @@ def write_resolved_config(
     name: str = RESOLVED_CONFIG_NAME,
     **extra: Any,
 ) -> Path:
-    """Write the resolved config (plus `extra` entries such as the command line) as JSON."""
-    data = {"config": to_dict(cfg) if cfg is not None else None, **extra}
+    """Write the resolved config (plus `extra` entries such as the command line) as JSON; with
+    several processes only the primary one writes."""
     path = Path(out_dir) / name
-    atomic.write_json(path, data)
+    if distributed.is_primary():
+        data = {"config": to_dict(cfg) if cfg is not None else None, **extra}
+        atomic.write_json(path, data)
     return path
 
 

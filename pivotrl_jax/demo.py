@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import resource
 import shutil
 import sys
 import time
@@ -110,8 +111,10 @@ def _corrupt(rows: list[dict], noisy_kinds: set[str], rate: float, rng: random.R
 
 
 def make_data(c, out: Path) -> dict:
-    """pretrain.jsonl (pi_0's mix), sft.jsonl (PivotRL's trajectories), tokenizer.txt."""
-    from pivotrl_jax.data.tokenizer import template_phrases
+    """pretrain.jsonl (pi_0's mix), sft.jsonl (PivotRL's trajectories), tokenizer.txt (rendered
+    conversations to train the tokenizer on) and phrases.json (the domains' fixed prompt text,
+    their tool specs, to encode as one token each)."""
+    from pivotrl_jax.data.tokenizer import train_tokenizer
     from pivotrl_jax.envs import generate_sft
 
     rng = random.Random(c.seed)
@@ -144,12 +147,14 @@ def make_data(c, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_jsonl(out / "pretrain.jsonl", pretrain)
     atomic.write_jsonl(out / "sft.jsonl", sft)
-    preamble = " ".join(template_phrases())
+    render = train_tokenizer((), vocab_size=512)  # only its chat template is used here
     texts = [
-        preamble + json.dumps(r["messages"]) + json.dumps(r.get("tools") or [])
+        render.apply_chat_template(r["messages"], tools=r.get("tools") or None, tokenize=False)
         for r in pretrain[:400]
     ]
     atomic.write_text(out / "tokenizer.txt", "\n".join(t.replace("\n", " ") for t in texts))
+    tools = {json.dumps(t, ensure_ascii=False) for r in pretrain for t in r.get("tools") or []}
+    atomic.write_json(out / "phrases.json", sorted(tools))
     report = {
         "pretrain_trajectories": len(pretrain),
         "sft_trajectories": len(sft),
@@ -180,157 +185,6 @@ def write_trajectory_records(tokenizer_dir: Path, jsonl: Path, out: Path, max_to
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation.
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 0.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def open_eval_engine(model_dir: str | Path):
-    """(engine, tokenizer) for `evaluate`: the in-process JAX engine on `model_dir`'s weights;
-    `engine.update_weights(folder, version)` swaps in another model of the same shape."""
-    from transformers import AutoTokenizer
-
-    from pivotrl_jax.rollout.jax_engine import JaxEngine, JaxEngineOptions
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    engine = JaxEngine.from_pretrained(
-        model_dir, options=JaxEngineOptions(max_batch_size=64, truncation="left")
-    )
-    return engine, tok
-
-
-def evaluate(
-    engine,
-    tok,
-    domains: Sequence[str],
-    e,
-    episodes: int,
-    ood_questions: int,
-    progress: bool = True,
-) -> dict:
-    """In-domain episode success per domain and out-of-domain accuracy with the engine's
-    current weights; `e` holds temperature, max_new_tokens, max_turns and seed."""
-    from pivotrl_jax.envs import generate_tasks
-    from pivotrl_jax.eval.episodes import run_episodes
-    from pivotrl_jax.eval.policy import EnginePolicy
-    from pivotrl_jax.rollout.base import SamplingParams
-
-    params = SamplingParams(
-        temperature=e.temperature,
-        max_new_tokens=e.max_new_tokens,
-        stop_token_ids=(tok.eos_token_id,),
-        seed=e.seed,
-    )
-    out: dict[str, Any] = {}
-    for domain, n, turns in [
-        *((d, episodes, e.max_turns) for d in domains),
-        ("ood", ood_questions, 1),
-    ]:
-        if n <= 0:
-            continue
-        policy = EnginePolicy(engine, tok, params)
-        tasks = generate_tasks(domain, n, seed=e.seed, split="eval")
-        t0 = time.perf_counter()
-        results = run_episodes(
-            tasks, policy, max_turns=turns, progress=progress, desc=f"eval {domain}"
-        )
-        wins = sum(r.success for r in results)
-        lo, hi = wilson_interval(wins, len(results))
-        out[domain] = {
-            "success": wins / len(results),
-            "n": len(results),
-            "ci95": [lo, hi],
-            "mean_turns": sum(r.turns for r in results) / len(results),
-            "generated_tokens": policy.generated_tokens,
-            "seconds": time.perf_counter() - t0,
-        }
-    return out
-
-
-def evaluate_model(model_dir: str | Path, domains: Sequence[str], e, progress: bool = True) -> dict:
-    """`evaluate` on one model folder with `e.episodes_per_domain` and `e.ood_questions`."""
-    engine, tok = open_eval_engine(model_dir)
-    try:
-        out = evaluate(engine, tok, domains, e, e.episodes_per_domain, e.ood_questions, progress)
-    finally:
-        engine.close()
-    return {"model_dir": str(model_dir), **out}
-
-
-# ---------------------------------------------------------------------------------------------
-# Report.
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_curves(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r.get("step", i + 1) for i, r in enumerate(rows)]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), dpi=100)
-    for ax, key, title in (
-        (axes[0], "reward/mean", "rollout reward"),
-        (axes[1], "kl/mean", "KL(pi_theta || pi_0), k3"),
-    ):
-        ys = [r.get(key, float("nan")) for r in rows]
-        ax.plot(steps, ys, marker=".", color="#4c72b0")
-        ax.set_title(title)
-        ax.set_xlabel("iteration")
-    fig.tight_layout()
-    with atomic.atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
-
-
-def format_table(report: dict, domains: Sequence[str]) -> str:
-    base, final = report["eval"]["base"], report["eval"]["pivotrl"]
-    rows = [("", "base pi_0", "PivotRL", "change")]
-    for d in [*domains, "ood"]:
-        b, f = base[d]["success"], final[d]["success"]
-        label = f"{d} success" if d != "ood" else "out-of-domain accuracy"
-        rows.append((label, f"{100 * b:.1f}%", f"{100 * f:.1f}%", f"{100 * (f - b):+.1f}"))
-    p = report["pivots"]
-    rows.append(
-        (
-            "pivots kept / candidates",
-            f"{p['kept']} / {p['candidates']}",
-            f"({100 * p['kept_fraction']:.0f}%)",
-            "",
-        )
-    )
-    rows.append(
-        (
-            "rollout turns (profile + train)",
-            str(report["rollout_turns"]["profile"]),
-            str(report["rollout_turns"]["train"]),
-            "",
-        )
-    )
-    rows.append(("time (s)", f"{report['seconds_total']:.0f}", "", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
 # The pipeline.
 
 
@@ -341,15 +195,28 @@ class Paths:
     root: Path
 
     def __getattr__(self, name: str) -> Path:
-        if name in ("data", "base", "candidates", "profiled", "pivots", "train", "final", "eval"):
+        if name in (
+            "data",
+            "base",
+            "candidates",
+            "profiled",
+            "pivots",
+            "train",
+            "final",
+            "sft",
+            "sft_model",
+            "heldout",
+            "eval",
+        ):
             return self.root / name
         raise AttributeError(name)
 
 
 def domain_verifiers(domains: Sequence[str]) -> str:
-    """`extract`'s domain=verifier list for the synthetic domains."""
-    names = {"terminal": "shell", "tool_use": "tool_call"}
-    return ",".join(f"{d}={names[d]}" for d in domains if d in names)
+    """`extract`'s domain=verifier list: each synthetic domain's functional verifier."""
+    from pivotrl_jax.envs import verifier_spec
+
+    return ",".join(f"{d}={verifier_spec(d).name}" for d in domains)
 
 
 def build_base(c, p: Paths, progress: bool) -> None:
@@ -359,10 +226,11 @@ def build_base(c, p: Paths, progress: bool) -> None:
         [
             "init-model",
             f"--config=configs/model.py:{b.model_variant}",
-            f"--config.model.num_hidden_layers={b.num_hidden_layers}",
-            *([f"--config.model.hidden_size={b.hidden_size}"] if b.get("hidden_size") else []),
+            *(f"--config.model.{k}={v}" for k, v in sorted(config_lib.to_dict(b.model).items())),
             f"--config.tokenizer.vocab_size={b.vocab_size}",
             f"--config.tokenizer.extra_text_files=('{p.data / 'tokenizer.txt'}',)",
+            "--config.tokenizer.phrases=True",
+            f"--config.tokenizer.phrase_files=('{p.data / 'phrases.json'}',)",
             f"--config.seed={c.seed}",
             "--output",
             str(p.base / "init"),
@@ -371,29 +239,58 @@ def build_base(c, p: Paths, progress: bool) -> None:
     write_trajectory_records(
         p.base / "init", p.data / "pretrain.jsonl", p.base / "traj", max(b.length_buckets)
     )
+    sft_run(
+        c,
+        p.base / "init",
+        p.base / "traj",
+        p.base / "sft",
+        steps=b.steps,
+        batch_size=b.batch_size,
+        length_buckets=b.length_buckets,
+        learning_rate=b.learning_rate,
+        warmup_steps=b.warmup_steps,
+        progress=progress,
+    )
+    run_cli(["export", "--run", str(p.base / "sft"), "--output", str(p.base / "model")])
+
+
+def sft_run(
+    c,
+    model: Path,
+    records: Path,
+    out: Path,
+    *,
+    steps: int,
+    batch_size: int,
+    length_buckets: Sequence[int],
+    learning_rate: float,
+    warmup_steps: int,
+    progress: bool,
+) -> None:
+    """`pivotrl sft` on whole-trajectory records (loss on every assistant span), warm-up +
+    cosine learning rate."""
     run_cli(
         [
             "sft",
             "--config=configs/train.py:sft",
-            f"--config.model_dir={p.base / 'init'}",
-            f"--config.trajectories={p.base / 'traj'}",
+            f"--config.model_dir={model}",
+            f"--config.trajectories={records}",
             "--config.sft.prefix=trajectories",
             "--config.train.pack=True",
             "--output",
-            str(p.base / "sft"),
-            f"--config.sft.steps={b.steps}",
-            f"--config.sft.batch_size={b.batch_size}",
-            f"--config.sft.length_buckets={tuple(b.length_buckets)}",
-            f"--config.optim.learning_rate={b.learning_rate}",
+            str(out),
+            f"--config.sft.steps={steps}",
+            f"--config.sft.batch_size={batch_size}",
+            f"--config.sft.length_buckets={tuple(length_buckets)}",
+            f"--config.optim.learning_rate={learning_rate}",
             "--config.optim.schedule=warmup_cosine",
-            f"--config.optim.warmup_steps={b.warmup_steps}",
-            f"--config.optim.decay_steps={b.steps}",
+            f"--config.optim.warmup_steps={warmup_steps}",
+            f"--config.optim.decay_steps={steps}",
             f"--config.seed={c.seed}",
-            "--config.checkpoint.every=50",
+            "--config.checkpoint.every=100",
             *([] if progress else ["--config.log.progress=False"]),
         ]
     )
-    run_cli(["export", "--run", str(p.base / "sft"), "--output", str(p.base / "model")])
 
 
 def extract(c, p: Paths, out: Path, verifiers: str, jsonl: Path | None = None) -> None:
@@ -408,7 +305,7 @@ def extract(c, p: Paths, out: Path, verifiers: str, jsonl: Path | None = None) -
             "--tokenizer",
             str(p.base / "model"),
             f"--config.verifiers={verifiers}",
-            f"--config.max_prompt_tokens={max(c.base.length_buckets) - c.profile.max_new_tokens}",
+            f"--config.max_prompt_tokens={c.train.max_prompt_len}",
         ]
     )
 
@@ -452,8 +349,20 @@ def select(profiled: Path, out: Path, lambda_diff: float, budget: int, min_varia
     return json.loads((out / "select_report.json").read_text())
 
 
+def measure_rewards(c, out: Path) -> dict:
+    """The state-only oracle's and shuffled actions' mean reward at the SFT trajectories'
+    candidate turns, per domain (`envs/oracle.py`)."""
+    from pivotrl_jax.envs.oracle import measure
+
+    rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines() if line]
+    got = {d: measure(d, [r for r in rows if r["domain"] == d], c.seed) for d in c.domains}
+    atomic.write_json(out / "rewards_check.json", got)
+    return got
+
+
 def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
-    """Stages data, base, extract, profile and select; returns the selection report."""
+    """Stages data, base, reward check, extract, profile and select; returns the selection
+    report."""
     st.run(
         "data",
         {"seed": c.seed, "domains": c.domains, **config_lib.to_dict(c.data)},
@@ -461,9 +370,10 @@ def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
         lambda: make_data(c, p.data),
     )
     st.run("base", config_lib.to_dict(c.base), [p.base], lambda: build_base(c, p, progress))
+    st.run("rewards_check", {}, [p.data / "rewards_check.json"], lambda: measure_rewards(c, p.data))
     st.run(
         "extract",
-        {"max_prompt": max(c.base.length_buckets)},
+        {"max_prompt": c.train.max_prompt_len},
         [p.candidates],
         lambda: extract(c, p, p.candidates, domain_verifiers(c.domains)),
     )
@@ -489,6 +399,142 @@ def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
     return sel
 
 
+def train_pivotrl(c, p: Paths, pivots: Path, out: Path, export_to: Path, progress: bool, **extra):
+    """Turn-level GRPO on `pivots` from pi_0, then an HF export of the final policy. `extra`
+    adds `--config.KEY=VALUE` overrides (dotted keys with `__` for `.`)."""
+    t = c.train
+    overrides = [f"--config.{k.replace('__', '.')}={v}" for k, v in extra.items()]
+    run_cli(
+        [
+            "train",
+            "--config=configs/train.py:envs",
+            f"--config.model_dir={p.base / 'model'}",
+            f"--config.pivots={pivots}",
+            "--output",
+            str(out),
+            f"--config.train.steps={t.steps}",
+            f"--config.train.pivots_per_step={t.pivots_per_step}",
+            f"--config.train.micro_batches={t.micro_batches}",
+            f"--config.rollout.group_size={t.group_size}",
+            f"--config.rollout.max_new_tokens={t.max_new_tokens}",
+            f"--config.optim.learning_rate={t.learning_rate}",
+            f"--config.loss.beta={t.beta}",
+            f"--config.train.kl_metric={t.beta > 0}",
+            f"--config.train.old_logprobs={t.old_logprobs}",
+            f"--config.seed={c.seed}",
+            f"--config.train.max_prompt_len={t.max_prompt_len}",
+            f"--config.checkpoint.every={t.checkpoint_every}",
+            *overrides,
+            *([] if progress else ["--config.log.progress=False"]),
+        ]
+    )
+    run_cli(["export", "--run", str(out), "--output", str(export_to)])
+
+
+def sft_baseline(c, p: Paths, progress: bool) -> None:
+    """SFT from pi_0 on PivotRL's own trajectories (every assistant turn), then export."""
+    s = c.sft
+    write_trajectory_records(
+        p.base / "model", p.data / "sft.jsonl", p.sft / "traj", max(c.base.length_buckets)
+    )
+    counts = json.loads((p.sft / "traj" / "counts.json").read_text())
+    steps = max(1, round(s.epochs * counts["kept"] / s.batch_size))
+    sft_run(
+        c,
+        p.base / "model",
+        p.sft / "traj",
+        p.sft / "run",
+        steps=steps,
+        batch_size=s.batch_size,
+        length_buckets=c.base.length_buckets,
+        learning_rate=s.learning_rate,
+        warmup_steps=max(1, steps // 20),
+        progress=progress,
+    )
+    run_cli(["export", "--run", str(p.sft / "run"), "--output", str(p.sft_model)])
+
+
+def heldout(c, p: Paths) -> None:
+    """Expert trajectories of evaluation sessions, extracted into candidate turns."""
+    from pivotrl_jax.eval.turns import heldout_trajectories
+
+    rows = heldout_trajectories(c.domains, c.eval.heldout_per_domain, c.eval.seed)
+    atomic.write_jsonl(p.eval / "heldout.jsonl", rows)
+    extract(c, p, p.heldout, domain_verifiers(c.domains), p.eval / "heldout.jsonl")
+
+
+def read_records(folder: Path, prefix: str = "candidates") -> list[dict]:
+    from pivotrl_jax.data import records as records_io
+
+    return list(records_io.read_records(folder, prefix=prefix))
+
+
+class Evaluations:
+    """The evaluation stages: one engine (opened at first use) for every model, the OOD
+    question kinds chosen once from pi_0, then per-item results per model in eval/NAME.json."""
+
+    def __init__(self, c, st: Stages, p: Paths, progress: bool):
+        self.c, self.st, self.p, self.progress = c, st, p, progress
+        self._cmp = None
+
+    @property
+    def cmp(self):
+        from pivotrl_jax.eval.compare import Comparison
+
+        if self._cmp is None:
+            self._cmp = Comparison(self.p.base / "model")
+        return self._cmp
+
+    def ood_kinds(self) -> list[str]:
+        """The kinds of out-of-domain question pi_0 answers at least `ood_min_accuracy` of the
+        time, on a probe set of other questions than the evaluation's."""
+        from pivotrl_jax.eval import compare
+
+        e, path = self.c.eval, self.p.eval / "ood_kinds.json"
+
+        def probe():
+            tasks = compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)
+            self.cmp.load(self.p.base / "model")
+            results = self.cmp.episodes(tasks, e, 1, self.progress, "ood probe")
+            kinds = compare.ood_kinds(results, tasks, e.ood_min_accuracy)
+            atomic.write_json(path, kinds)
+
+        self.st.run("ood_kinds", config_lib.to_dict(e), [path], probe)
+        return json.loads(path.read_text())
+
+    def run(self, models: dict[str, Path]) -> dict[str, dict]:
+        from pivotrl_jax.envs import generate_tasks
+        from pivotrl_jax.envs.domains import verifier_config
+        from pivotrl_jax.eval import compare
+        from pivotrl_jax.pivots.profile import DomainVerifiers
+
+        e = self.c.eval
+        kinds = self.ood_kinds()
+        tasks = {
+            d: generate_tasks(d, e.episodes_per_domain, e.seed, "eval") for d in self.c.domains
+        }
+        tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds)
+        cands = read_records(self.p.heldout)
+        verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
+        out = {}
+        for name, model in models.items():
+            path = self.p.eval / f"{name}.json"
+            self.st.run(
+                f"eval_{name}",
+                {"eval": config_lib.to_dict(e), "kinds": kinds},
+                [path],
+                lambda m=model, path=path: atomic.write_json(
+                    path, self.cmp.measure(m, e, cands, tasks, verifiers, self.progress)
+                ),
+            )
+            out[name] = json.loads(path.read_text())
+        return out
+
+    def close(self) -> None:
+        if self._cmp is not None:
+            self._cmp.close()
+
+
 def run(c, progress: bool = True) -> dict:
     """Run (or resume) the whole demo described by `c` (configs/demo.py); returns the report."""
     t_start = time.perf_counter()
@@ -498,75 +544,33 @@ def run(c, progress: bool = True) -> dict:
     compile_cache.enable(wd / ".jax_cache")
     st = Stages(wd)
     p = Paths(wd)
-    data, base = p.data, p.base
-    profiled, pivots, train, final = p.profiled, p.pivots, p.train, p.final
-    evald = p.eval
-    t = c.train
-    b = c.base
-    noprog = [] if progress else ["--config.log.progress=False"]
     sel = prepare(c, st, p, progress)
-
-    def train_and_export():
-        run_cli(
-            [
-                "train",
-                "--config=configs/train.py:envs",
-                f"--config.model_dir={base / 'model'}",
-                f"--config.pivots={pivots}",
-                "--output",
-                str(train),
-                f"--config.train.steps={t.steps}",
-                f"--config.train.pivots_per_step={t.pivots_per_step}",
-                f"--config.train.micro_batches={t.micro_batches}",
-                f"--config.rollout.group_size={t.group_size}",
-                f"--config.rollout.max_new_tokens={t.max_new_tokens}",
-                f"--config.optim.learning_rate={t.learning_rate}",
-                f"--config.loss.beta={t.beta}",
-                f"--config.seed={c.seed}",
-                f"--config.train.max_prompt_len={max(b.length_buckets)}",
-                "--config.checkpoint.every=10",
-                *noprog,
-            ]
-        )
-        run_cli(["export", "--run", str(train), "--output", str(final)])
-
-    st.run("train", config_lib.to_dict(t), [train, final], train_and_export)
-    for name, model in (("base", base / "model"), ("pivotrl", final)):
-        st.run(
-            f"eval_{name}",
-            config_lib.to_dict(c.eval),
-            [evald / f"{name}.json"],
-            lambda model=model, name=name: atomic.write_json(
-                evald / f"{name}.json", evaluate_model(model, c.domains, c.eval, progress)
-            ),
-        )
-
-    prof_rollouts = sum(
-        json.loads(p.read_text())["rollouts"] for p in profiled.glob("summary-*.json")
+    st.run(
+        "train",
+        config_lib.to_dict(c.train),
+        [p.train, p.final],
+        lambda: train_pivotrl(c, p, p.pivots, p.train, p.final, progress),
     )
-    metrics = read_metrics(train)
-    report = {
-        "eval": {n: json.loads((evald / f"{n}.json").read_text()) for n in ("base", "pivotrl")},
-        "pivots": {
-            k: sel[k]
-            for k in ("candidates", "kept", "kept_fraction", "zero_variance_fraction", "dropped")
-        },
-        "rollout_turns": {
-            "profile": prof_rollouts,
-            "train": t.steps * t.pivots_per_step * t.group_size,
-        },
-        "train_curves": [
-            {k: r.get(k) for k in ("step", "reward/mean", "reward/std", "kl/mean")} for r in metrics
-        ],
-        "data": json.loads((data / "data_report.json").read_text()),
-        "stage_seconds": st.seconds,
-        "stages_reused": st.skipped,
-        "seconds_total": time.perf_counter() - t_start,
-    }
+    st.run(
+        "sft", config_lib.to_dict(c.sft), [p.sft, p.sft_model], lambda: sft_baseline(c, p, progress)
+    )
+    st.run(
+        "heldout",
+        {"n": c.eval.heldout_per_domain, "seed": c.eval.seed},
+        [p.heldout, p.eval / "heldout.jsonl"],
+        lambda: heldout(c, p),
+    )
+    evals = Evaluations(c, st, p, progress)
+    try:
+        results = evals.run({"pi_0": p.base / "model", "sft": p.sft_model, "pivotrl": p.final})
+    finally:
+        evals.close()
+    report = build_report(c, st, p, sel, results, time.perf_counter() - t_start)
     atomic.write_json(wd / "report.json", report)
+    metrics = read_metrics(p.train)
     if metrics:
         plot_curves(metrics, wd / "train_curves.png")
-    shutil.copyfile(pivots / "mean_reward_hist.png", wd / "pivot_mean_reward_hist.png")
+    shutil.copyfile(p.pivots / "mean_reward_hist.png", wd / "pivot_mean_reward_hist.png")
     table = format_table(report, c.domains)
     atomic.write_text(wd / "report.txt", table + "\n")
     print(table)
@@ -576,3 +580,111 @@ def run(c, progress: bool = True) -> dict:
         file=sys.stderr,
     )
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: float) -> dict:
+    from pivotrl_jax.eval.compare import summarize
+
+    checks = json.loads((p.data / "rewards_check.json").read_text())
+    prof_rollouts = sum(
+        json.loads(f.read_text())["rollouts"] for f in p.profiled.glob("summary-*.json")
+    )
+    t = c.train
+    return {
+        **summarize(results, base="pi_0"),
+        "oracle_reward": {d: v["oracle"] for d, v in checks.items()},
+        "control_reward": {d: v["control"] for d, v in checks.items()},
+        "ood_kinds": json.loads((p.eval / "ood_kinds.json").read_text()),
+        "pivots": {
+            k: sel[k]
+            for k in ("candidates", "kept", "kept_fraction", "zero_variance_fraction", "dropped")
+        },
+        "rollout_turns": {
+            "profile": prof_rollouts,
+            "train": t.steps * t.pivots_per_step * t.group_size,
+        },
+        "train_curves": [
+            {k: r.get(k) for k in ("step", "reward/mean", "reward/std", "kl/mean")}
+            for r in read_metrics(p.train)
+        ],
+        "data": json.loads((p.data / "data_report.json").read_text()),
+        "stages_reused": st.skipped,
+        "seconds": {"total": seconds, **st.seconds},
+        # High-water resident memory of this process (every stage runs in it), in GiB.
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r.get("step", i + 1) for i, r in enumerate(rows)]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3), dpi=100)
+    for ax, key, title in (
+        (axes[0], "reward/mean", "rollout reward on pivots"),
+        (axes[1], "groups/zero_std_fraction", "groups with zero reward variance"),
+    ):
+        ys = [r.get(key, float("nan")) for r in rows]
+        ax.plot(steps, ys, marker=".", color="#4c72b0", linewidth=0.8, markersize=2)
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+    fig.tight_layout()
+    with atomic.atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def _cell(d: dict, base: str = "pi_0") -> str:
+    out = f"{d['mean']:.1f}%"
+    delta = d.get(f"delta_vs_{base}")
+    if delta:
+        lo, hi = delta["ci95"]
+        out += f" ({delta['mean']:+.1f} [{lo:+.1f}, {hi:+.1f}])"
+    return out
+
+
+def format_table(report: dict, domains: Sequence[str]) -> str:
+    models = ("pi_0", "sft", "pivotrl")
+    rows = [("", "pi_0", "SFT", "PivotRL")]
+    turns = report["heldout_turn_acceptance"]
+    n = turns["pi_0"]["n"]
+    rows.append((f"held-out turn acceptance ({n})", *(_cell(turns[m]) for m in models)))
+    for d in domains:
+        ep = report["episode_success"]
+        rows.append((f"{d} success ({ep['pi_0'][d]['n']})", *(_cell(ep[m][d]) for m in models)))
+    ood = report["ood_accuracy"]
+    rows.append((f"out-of-domain accuracy ({ood['pi_0']['n']})", *(_cell(ood[m]) for m in models)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    pv = report["pivots"]
+    checks = ", ".join(
+        f"{d} {report['oracle_reward'][d]:.2f} / {report['control_reward'][d]:.2f}" for d in domains
+    )
+    lines += [
+        "",
+        "(paired change vs pi_0 on the same items, 95% interval, in points)",
+        f"reward check, oracle / shuffled actions: {checks}",
+        f"pivots kept: {pv['kept']} of {pv['candidates']} candidates "
+        f"({100 * pv['zero_variance_fraction']:.0f}% had zero reward variance under pi_0)",
+        f"rollout turns: profile {report['rollout_turns']['profile']}, "
+        f"train {report['rollout_turns']['train']}",
+        f"out-of-domain kinds (pi_0 >= threshold): {', '.join(report['ood_kinds'])}",
+        f"time: {report['seconds']['total']:.0f} s, peak resident memory "
+        f"{report['peak_rss_gib']:.1f} GiB",
+    ]
+    return "\n".join(lines)

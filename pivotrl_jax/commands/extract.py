@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
 from pivotrl_jax import config as config_lib
+from pivotrl_jax.commands.model_folder import load_tokenizer
 from pivotrl_jax.data import extraction
 from pivotrl_jax.data.turns import TurnOptions
 from pivotrl_jax.errors import ConfigError
@@ -78,15 +77,6 @@ def options_from_config(cfg) -> extraction.ExtractOptions:
         )
     except ValueError as e:
         raise ConfigError(f"extract config: {e}") from None
-
-
-def load_tokenizer(path: str):
-    if not os.path.isdir(path):
-        raise ConfigError(f"tokenizer folder {path!r} not found")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer  # deferred: only tokenising runs need it
-
-    return AutoTokenizer.from_pretrained(path)
 
 
 def main(fv: flags.FlagValues) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def build_tokenizer(tok_cfg, out_dir: Path):
     """The project BPE tokenizer (trained here, or copied from `from_dir`), saved in `out_dir`."""
     from transformers import AutoTokenizer
 
-    from pivotrl_jax.data.tokenizer import train_tokenizer
+    from pivotrl_jax.data.tokenizer import phrase_tokens, train_tokenizer
 
     if tok_cfg.from_dir:
         tok = AutoTokenizer.from_pretrained(tok_cfg.from_dir)
@@ -39,7 +40,24 @@ def build_tokenizer(tok_cfg, out_dir: Path):
             texts += Path(path).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"cannot read tokenizer text: {e}", path=path) from None
-    return train_tokenizer(texts, vocab_size=tok_cfg.vocab_size, out_dir=out_dir)
+    phrases = []
+    if tok_cfg.get("phrases"):
+        extra = []
+        for path in tok_cfg.get("phrase_files") or ():
+            extra += _phrase_file(path)
+        phrases = phrase_tokens(extra)
+    return train_tokenizer(texts, vocab_size=tok_cfg.vocab_size, out_dir=out_dir, phrases=phrases)
+
+
+def _phrase_file(path: str) -> list[str]:
+    """A JSON list of strings."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read phrases: {e}", path=path) from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError("phrases must be a JSON list of strings", path=path)
+    return value
 
 
 def model_config(model_cfg, tokenizer):

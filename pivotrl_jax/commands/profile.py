@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from absl import flags
 
 from pivotrl_jax import config as config_lib
-from pivotrl_jax.errors import InputError
+from pivotrl_jax.errors import ConfigError, InputError
+from pivotrl_jax.rollout.factory import ENGINE_BUILDERS
 
 DEFAULT_CONFIG = "configs/profile.py"
 
@@ -33,6 +36,14 @@ def define_flags(fv: flags.FlagValues) -> None:
         "process_count", None, "Number of slices (default: JAX's).", flag_values=fv
     )
     flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=fv)
+    flags.DEFINE_enum(
+        "on_error",
+        "fail",
+        ["fail", "skip"],
+        "A bad candidate record: stop with its shard, record number and field, or leave it out "
+        "and count it.",
+        flag_values=fv,
+    )
 
 
 def model_hash(model_dir: str) -> str:
@@ -47,36 +58,87 @@ def model_hash(model_dir: str) -> str:
     return h.hexdigest()
 
 
+def read_candidates(
+    in_dir: str, check: Callable, on_error: str
+) -> tuple[Callable[[], Iterator[dict]], int, dict[str, int], list[str]]:
+    """One checking pass over the candidate shards, then a re-readable stream of the good ones.
+
+    Returns (stream factory, number of good candidates, skipped count by reason, first error
+    messages). With `on_error="fail"` the first bad record raises its located InputError."""
+    from pivotrl_jax.data import records as records_io
+
+    bad: set[tuple[str, int]] = set()
+    skipped: Counter = Counter()
+    examples: list[str] = []
+    good = 0
+    for path in records_io.shard_paths(in_dir, "candidates"):
+        for i, raw in enumerate(records_io.read_shard(path)):
+            try:
+                check(records_io.decode_at(raw, path, i), path, i)
+            except InputError as e:
+                if on_error == "fail":
+                    raise
+                bad.add((path, i))
+                skipped[e.reason] += 1
+                if len(examples) < 20:
+                    examples.append(str(e))
+                continue
+            good += 1
+    if good == 0:
+        raise InputError("no usable candidate records found", path=in_dir)
+
+    def stream() -> Iterator[dict]:
+        for path in records_io.shard_paths(in_dir, "candidates"):
+            for i, raw in enumerate(records_io.read_shard(path)):
+                if (path, i) not in bad:
+                    yield records_io.decode_at(raw, path, i)
+
+    return stream, good, dict(skipped), examples
+
+
 def main(fv: flags.FlagValues) -> int:
     import jax
-    from transformers import AutoTokenizer
 
     import pivotrl_jax.envs  # noqa: F401  (registers the domains' verifier sandboxes)
-    from pivotrl_jax.data import records as records_io
+    from pivotrl_jax.commands.model_folder import check_model_dir, load_tokenizer
+    from pivotrl_jax.data.record_checks import prompt_record_check
     from pivotrl_jax.pivots.profile import DomainVerifiers, ProfileConfig, run_profile
     from pivotrl_jax.rollout.factory import EngineSpec, open_engine
     from pivotrl_jax.rollout.text import completion_text
 
     cfg = fv.config
     config_lib.require(cfg, "model_dir")
-    pcfg = ProfileConfig(**config_lib.to_dict(cfg.profile))
     try:
-        candidates = list(records_io.read_records(fv.candidates, prefix="candidates"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read candidates: {e}", path=fv.candidates) from None
-    if not candidates:
-        raise InputError("no candidate records found", path=fv.candidates)
+        pcfg = ProfileConfig(**config_lib.to_dict(cfg.profile))
+        spec = EngineSpec.from_mapping(config_lib.to_dict(cfg.engine))
+        ENGINE_BUILDERS.get(spec.name)
+        if cfg.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {cfg.shard_size}")
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"profile config: {e}") from None
+    verifiers = DomainVerifiers.from_mappings(
+        config_lib.to_dict(cfg.verifiers), config_lib.to_dict(cfg.verifier_params)
+    )
     pi = jax.process_index() if fv.process_index is None else fv.process_index
     pc = jax.process_count() if fv.process_count is None else fv.process_count
+    if not 0 <= pi < pc:
+        raise ConfigError(f"--process_index {pi} is not in [0, --process_count {pc})")
+    model_config = check_model_dir(cfg.model_dir)
+    tokenizer = load_tokenizer(cfg.model_dir, model_config.get("vocab_size"))
+    record_check = prompt_record_check(model_config.get("vocab_size"))
+
+    def check(record, path, index):
+        record_check(record, path, index)
+        verifiers.check(record, path, index)
+
+    stream, count, skipped, examples = read_candidates(fv.candidates, check, fv.on_error)
     out = Path(fv.output)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir)
     stop_ids = (tokenizer.eos_token_id,)
 
     def decode(ids):
         return completion_text(tokenizer, ids, stop_ids)
 
-    spec = EngineSpec.from_mapping(config_lib.to_dict(cfg.engine))
     provenance = {
         "model_dir": str(Path(cfg.model_dir).resolve()),
         "model_sha256": model_hash(cfg.model_dir),
@@ -86,19 +148,19 @@ def main(fv: flags.FlagValues) -> int:
     with open_engine(spec, cfg.model_dir) as engine:
         provenance["weight_version"] = str(getattr(engine, "weight_version", ""))
         summary = run_profile(
-            candidates,
+            stream(),
             str(out),
             engine,
             decode,
-            DomainVerifiers.from_mappings(
-                config_lib.to_dict(cfg.verifiers), config_lib.to_dict(cfg.verifier_params)
-            ),
+            verifiers,
             pcfg,
             process_index=pi,
             process_count=pc,
             provenance=provenance,
             progress=fv.progress,
             shard_size=cfg.shard_size,
+            total=count,
+            skipped=skipped,
         )
     brief = {
         k: summary[k]
@@ -113,5 +175,9 @@ def main(fv: flags.FlagValues) -> int:
         )
     }
     brief["mean_reward_histogram"] = summary["mean_reward_histogram"]["counts"]
+    if skipped:
+        brief["skipped_candidates"] = skipped
+        for e in examples[:5]:
+            print(f"skipped: {e}", file=sys.stderr)
     print(json.dumps(brief))
     return 0

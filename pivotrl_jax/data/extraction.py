@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pivotrl_jax import atomic
+from pivotrl_jax import atomic, faults
 from pivotrl_jax.data import chat, pivot_rows, readers, records, sources
 from pivotrl_jax.data.schema import SCHEMA_VERSION, Candidate, Trajectory
 from pivotrl_jax.data.turns import TurnOptions, candidate_skip_reason, trajectory_candidates
@@ -190,6 +190,7 @@ def extract(
     )
     try:
         for item in items:
+            faults.point("extract.row")
             kinds_read[type(item).__name__] += 1
             conversation = None
             if tokenizer is not None and isinstance(item, Trajectory):
@@ -232,5 +233,6 @@ def extract(
         },
         "elapsed_s": round(time.perf_counter() - start, 3),
     }
+    faults.point("extract.before_manifest")
     atomic.write_json(out / MANIFEST_NAME, manifest)
     return manifest

@@ -1,14 +1,16 @@
 """grain pipelines: record shards -> trainer batches, resumable and sharded by process.
 
-    record indices (of the split) ─> [shard_index::shard_count] ─> per-epoch permutation
-        (seed, epoch) ─> batches of B ─grain.MapDataset.range(batches).repeat().map─> read the
-        B records, decode, pad ─> {"prompt_ids": [B, T], "prompt_mask": [B, T],
-                                   "prompt_lengths": [B], "records": B dicts}
+    record indices (of the split) ─> per-epoch permutation (seed, epoch) ─> global batches of
+        B·n (n = shard_count) ─> this shard's B rows [shard_index·B, (shard_index+1)·B) of each
+        ─grain.MapDataset.range(batches).repeat().map─> read those B records, decode, pad ─>
+        {"prompt_ids": [B, T], "prompt_mask": [B, T], "prompt_lengths": [B], "records": B dicts}
 
 Prompts are left-padded to a fixed T (`max_prompt_len`) so a jitted step sees one shape.
-Sharding slices the record index space by process before shuffling, so processes read
-disjoint sets that together cover every record. The train/validation split hashes the
-source trajectory id (never the row), so all turns of one trajectory land on one side.
+Sharding cuts every global batch into one contiguous slice per process: processes read
+disjoint records, and their batches, concatenated in process order, are the batches one
+process with `batch_size` B·n reads (so n processes train on what one process would). The
+train/validation split hashes the source trajectory id (never the row), so all turns of one
+trajectory land on one side.
 Iterators are `grain` dataset iterators: `get_state()` after k batches and `set_state()` on
 a fresh iterator give the same next batches.
 """
@@ -22,9 +24,9 @@ from typing import Any
 
 import grain
 import numpy as np
-from array_record.python import array_record_module
 
 from pivotrl_jax.data import records
+from pivotrl_jax.data.record_checks import RecordCheck
 from pivotrl_jax.data.turns import unit_hash
 
 SPLITS = ("train", "validation")
@@ -103,9 +105,7 @@ class ShardReader:
     """Random access to the records of several ArrayRecord files by global index."""
 
     def __init__(self, paths: Sequence[str | os.PathLike]):
-        self._readers = [
-            array_record_module.ArrayRecordReader(str(p), "readahead_buffer_size:0") for p in paths
-        ]
+        self._readers = [records.open_shard(p, "readahead_buffer_size:0") for p in paths]
         sizes = [r.num_records() for r in self._readers]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # [files + 1]
 
@@ -161,16 +161,18 @@ def record_indices(reader: ShardReader | MemoryRecords, cfg: LoaderConfig) -> np
 
 
 class _EpochBatches:
-    """Batch i of the (infinite) stream -> the record indices it holds.
+    """Batch i of the (infinite) stream -> the record indices this shard reads for it.
 
-    Epoch e visits this shard's records in the order of a permutation seeded by
-    (seed, e); each epoch is cut into `len(indices) // batch_size` batches (the remainder
-    is dropped, or kept as a last short batch when `drop_remainder` is False).
+    Epoch e visits all records in the order of a permutation seeded by (seed, e); each epoch
+    is cut into `len(indices) // (batch_size · shard_count)` global batches (the remainder is
+    dropped, or kept as a last short batch when `drop_remainder` is False), and shard k reads
+    the k-th of the `shard_count` contiguous, near-equal slices of each.
     """
 
-    def __init__(self, indices: np.ndarray, cfg: LoaderConfig):
-        self.indices, self.cfg = indices, cfg
-        full, rest = divmod(len(indices), cfg.batch_size)
+    def __init__(self, indices: np.ndarray, cfg: LoaderConfig, shard: grain.sharding.ShardOptions):
+        self.indices, self.cfg, self.shard = indices, cfg, shard
+        self.global_size = cfg.batch_size * shard.shard_count
+        full, rest = divmod(len(indices), self.global_size)
         self.per_epoch = full + (0 if cfg.drop_remainder or not rest else 1)
         self._order: tuple[int, np.ndarray] | None = None
 
@@ -185,8 +187,9 @@ class _EpochBatches:
 
     def __call__(self, i: int) -> np.ndarray:
         epoch, b = divmod(i, self.per_epoch)
-        size = self.cfg.batch_size
-        return self.order(epoch)[b * size : (b + 1) * size]
+        size = self.global_size
+        rows = self.order(epoch)[b * size : (b + 1) * size]
+        return np.array_split(rows, self.shard.shard_count)[self.shard.shard_index]
 
 
 def dataset(
@@ -204,12 +207,12 @@ def dataset(
     if shard is None:
         shard = grain.sharding.ShardByJaxProcess()
     reader = open_records(paths, cfg)
-    mine = record_indices(reader, cfg)[shard.shard_index :: shard.shard_count]
-    batches = _EpochBatches(mine, cfg)
+    indices = record_indices(reader, cfg)
+    batches = _EpochBatches(indices, cfg, shard)
     if batches.per_epoch == 0:
         raise ValueError(
-            f"shard {shard.shard_index}/{shard.shard_count} has {len(mine)} records, fewer than "
-            f"one batch of {cfg.batch_size}"
+            f"{len(indices)} records are fewer than one batch of {cfg.batch_size} on each of "
+            f"{shard.shard_count} processes"
         )
 
     def read_batch(i: int, _: Any) -> dict[str, Any]:
@@ -227,10 +230,17 @@ def dataset_from_dir(
     cfg: LoaderConfig,
     prefix: str = "records",
     shard: grain.sharding.ShardOptions | None = None,
+    check: RecordCheck | None = None,
 ) -> grain.IterDataset:
+    """`dataset` over the `prefix` shards of `in_dir`; with `check`, every record is read and
+    checked first (data.record_checks), so a bad one stops the run before it starts, located."""
     paths = records.shard_paths(in_dir, prefix)
     if not paths:
         raise FileNotFoundError(f"no {prefix}-*{records.SUFFIX} shards in {in_dir}")
+    if check is not None:
+        for path in paths:
+            for i, raw in enumerate(records.read_shard(path)):
+                check(records.decode_at(raw, path, i, arrays="numpy"), path, i)
     return dataset(paths, cfg, shard)
 
 

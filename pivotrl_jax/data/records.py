@@ -1,8 +1,10 @@
 """Records on disk: JSON dicts in ArrayRecord shards, written atomically.
 
 A folder holds `<prefix>-00000-of-00003.array_record`, ... Shards are written under
-temporary names and renamed only when every shard is complete, so a crash never leaves a
-set of shards that looks whole; older shards of the same prefix are removed on commit.
+temporary names and renamed only when every shard is complete. On commit the older shards of
+the same prefix are removed first, then the new ones renamed in index order, so a crash at any
+moment leaves either a whole set (old or new) or one with an index missing, which
+`shard_paths` refuses: a set that looks whole is never a mix of two writes.
 Every stage (extraction, profiling, selection) uses the same `write_records` /
 `read_records`; a record is any JSON-serialisable dict (by convention with `schema_version`).
 On disk a record is its JSON text, except that token-id lists (`ARRAY_FIELDS`) are packed as
@@ -12,6 +14,7 @@ int32 after it (see `encode`); `read_records` gives back the same dict.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -22,6 +25,9 @@ from typing import Any
 import numpy as np
 import orjson
 from array_record.python import array_record_module
+
+from pivotrl_jax import faults
+from pivotrl_jax.errors import InputError
 
 SUFFIX = ".array_record"
 DEFAULT_SHARD_SIZE = 1000
@@ -114,18 +120,21 @@ class ShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            faults.point("records.shard_closed")
 
     def commit(self) -> list[Path]:
-        """Rename the shards to their final names and remove stale shards of this prefix."""
+        """Remove the older shards of this prefix, then rename the new ones into place."""
         self._close_current()
         n = len(self._temps)
         finals = [self.dir / _final_name(self.prefix, i, n) for i in range(n)]
+        for old in shard_paths(self.dir, self.prefix, check_complete=False):
+            os.unlink(old)
+            faults.point("records.old_removed")
         for tmp, final in zip(self._temps, finals):
             os.replace(tmp, final)
-        keep = set(finals)
-        for old in shard_paths(self.dir, self.prefix, check_complete=False):
-            if Path(old) not in keep:
-                os.unlink(old)
+            faults.point("records.renamed")
+        for stale in self.dir.glob(f".{glob.escape(self.prefix)}-*{SUFFIX}.tmp"):
+            stale.unlink(missing_ok=True)  # left by a writer that was killed
         self._temps = []
         return finals
 
@@ -162,15 +171,27 @@ def shard_paths(
 ) -> list[str]:
     """The shard files of `prefix` in `in_dir`, in order; checks that none is missing."""
     pattern = re.compile(rf"^{re.escape(prefix)}-(\d{{5}})-of-(\d{{5}}){re.escape(SUFFIX)}$")
+    try:
+        names = sorted(os.listdir(in_dir))
+    except FileNotFoundError:
+        raise InputError("folder not found", path=in_dir, reason="missing_file") from None
+    except NotADirectoryError:
+        raise InputError("not a folder of record shards", path=in_dir, reason="bad_shard") from None
     found = []
-    for name in sorted(os.listdir(in_dir)):
+    for name in names:
         m = pattern.match(name)
         if m:
             found.append((int(m.group(1)), int(m.group(2)), str(Path(in_dir) / name)))
     if check_complete and found:
         counts = {n for _, n, _ in found}
         if len(counts) != 1 or [i for i, _, _ in found] != list(range(counts.pop())):
-            raise ValueError(f"incomplete or mixed shard set in {in_dir}: {[p for *_, p in found]}")
+            names = ", ".join(Path(p).name for *_, p in found)
+            raise InputError(
+                f"incomplete or mixed shard set ({names}): a write was interrupted; run the "
+                "command that writes it again",
+                path=in_dir,
+                reason="incomplete_shards",
+            )
     return [p for *_, p in found]
 
 
@@ -180,21 +201,66 @@ def shard_prefixes(in_dir: str | os.PathLike) -> list[str]:
     return sorted({m.group(1) for name in os.listdir(in_dir) if (m := pattern.match(name))})
 
 
-def read_records(in_dir: str | os.PathLike, prefix: str = "records") -> Iterator[dict[str, Any]]:
-    """Every record of every shard of `prefix` in `in_dir`, in write order."""
-    for path in shard_paths(in_dir, prefix):
-        reader = array_record_module.ArrayRecordReader(path)
-        try:
-            for raw in reader.read_all():
-                yield decode(raw)
-        finally:
+def open_shard(path: str | os.PathLike, options: str = "") -> Any:
+    """An ArrayRecordReader of `path`; a damaged or empty file is an InputError naming it
+    (the writer never leaves a shard without records)."""
+    try:
+        reader = array_record_module.ArrayRecordReader(str(path), *([options] if options else []))
+        n = reader.num_records()
+    except (RuntimeError, OSError) as e:
+        raise InputError(f"damaged record shard: {e}", path=path, reason="bad_shard") from None
+    if n == 0:
+        with contextlib.suppress(RuntimeError):
             reader.close()
+        raise InputError("damaged record shard: it holds no record", path=path, reason="bad_shard")
+    return reader
+
+
+def decode_at(raw: bytes, path: str | os.PathLike, index: int, arrays: str = "list") -> dict:
+    """`decode` with failures located: record `index` (0-based) of shard `path`, reported as
+    `path:<index + 1>`."""
+    try:
+        record = decode(raw, arrays)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise InputError(
+            f"record is not readable ({type(e).__name__}: {e})",
+            path=path,
+            line=index + 1,
+            reason="bad_record",
+        ) from None
+    if not isinstance(record, dict):
+        raise InputError(
+            f"record is a JSON {type(record).__name__}, not an object",
+            path=path,
+            line=index + 1,
+            reason="bad_record",
+        )
+    return record
+
+
+def read_shard(path: str | os.PathLike) -> Iterator[bytes]:
+    """The raw records of one shard, in order."""
+    reader = open_shard(path)
+    try:
+        yield from reader.read_all()
+    except RuntimeError as e:
+        raise InputError(f"damaged record shard: {e}", path=path, reason="bad_shard") from None
+    finally:
+        reader.close()
+
+
+def read_records(in_dir: str | os.PathLike, prefix: str = "records") -> Iterator[dict[str, Any]]:
+    """Every record of every shard of `prefix` in `in_dir`, in write order; a damaged shard or
+    record is an InputError naming the shard (and the record number)."""
+    for path in shard_paths(in_dir, prefix):
+        for i, raw in enumerate(read_shard(path)):
+            yield decode_at(raw, path, i)
 
 
 def count_records(in_dir: str | os.PathLike, prefix: str = "records") -> int:
     total = 0
     for path in shard_paths(in_dir, prefix):
-        reader = array_record_module.ArrayRecordReader(path)
+        reader = open_shard(path)
         total += reader.num_records()
         reader.close()
     return total

@@ -101,11 +101,20 @@ def read_hf(path: str, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator
     import datasets  # deferred: heavy, and only this source needs it
 
     p = Path(path)
-    if p.is_dir():
-        ds = datasets.load_from_disk(path)
-    else:
-        builder = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}.get(p.suffix, "json")
-        ds = datasets.load_dataset(builder, data_files=path, split="train")
+    try:
+        if p.is_dir():
+            ds = datasets.load_from_disk(path)
+        else:
+            builder = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}.get(
+                p.suffix, "json"
+            )
+            ds = datasets.load_dataset(builder, data_files=path, split="train")
+    except Exception as e:  # datasets / pyarrow raise many types for a damaged file or folder
+        raise InputError(
+            f"cannot read as a dataset: {type(e).__name__}: {str(e)[:300]}",
+            path=path,
+            reason="bad_file",
+        ) from None
     for i, row in enumerate(ds):
         yield _decode_hf_row(row, path, i + 1)
 

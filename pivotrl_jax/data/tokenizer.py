@@ -14,10 +14,19 @@ tool calls, tool responses and reasoning the way Qwen3's does.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 PAD_TOKEN = "<|endoftext|>"
@@ -74,6 +83,27 @@ def template_phrases() -> list[str]:
     return out
 
 
+_SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
+
+
+def phrase_tokens(extra: Iterable[str] = ()) -> list[str]:
+    """Whole phrases to encode as one token each: the chat template's fixed text between its
+    special tokens (the tool preamble, the tool-call and tool-response wrappers), then `extra`
+    (a domain's fixed prompt text, e.g. its tool specs), without duplicates.
+
+    >>> '", "arguments": ' in phrase_tokens()
+    True
+    """
+    out: dict[str, None] = {}
+    for text in [*template_phrases(), *extra]:
+        for piece in _SPECIAL_SPLIT.split(text):
+            # Bare words ('user', 'system': role names the template compares) would also
+            # match inside ordinary text; a phrase has punctuation or a line break.
+            if piece not in SPECIAL_TOKENS and len(piece.strip()) > 3 and not piece.isalnum():
+                out.setdefault(piece)
+    return list(out)
+
+
 def _bpe(vocab_size: int) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
@@ -91,13 +121,17 @@ def train_tokenizer(
     texts: Iterable[str] = (),
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     out_dir: str | Path | None = None,
+    phrases: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Trains the project's byte-level BPE tokenizer; deterministic for the same inputs.
 
     Args:
       texts: extra training texts, added after the shipped corpus (pass `()` for none).
-      vocab_size: total vocabulary size, including the 256 byte symbols and the 9 special
-        tokens (ids 0..8 in `SPECIAL_TOKENS` order: `<|endoftext|>` is pad, `<|im_end|>` eos).
+      vocab_size: total vocabulary size, including the 256 byte symbols, the 9 special
+        tokens (ids 0..8 in `SPECIAL_TOKENS` order: `<|endoftext|>` is pad, `<|im_end|>` eos)
+        and the phrases.
+      phrases: texts encoded as one token each wherever they occur (`phrase_tokens()`: the
+        chat template's fixed text), taking the last ids of the vocabulary.
       out_dir: if given, the tokenizer is saved there in Hugging Face layout
         (`tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`), loadable with
         `transformers.AutoTokenizer.from_pretrained(out_dir)`.
@@ -105,12 +139,13 @@ def train_tokenizer(
     Returns:
       A `PreTrainedTokenizerFast` carrying the Qwen3-style chat template.
     """
-    min_size = 256 + len(SPECIAL_TOKENS)
+    phrases = list(dict.fromkeys(phrases))
+    min_size = 256 + len(SPECIAL_TOKENS) + len(phrases)
     if vocab_size < min_size:
         raise ValueError(f"vocab_size must be at least {min_size}, got {vocab_size}")
     tok = _bpe(vocab_size)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size - len(phrases),
         min_frequency=1,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -118,6 +153,7 @@ def train_tokenizer(
     )
     corpus = [*shipped_corpus(), *texts]
     tok.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
+    tok.add_tokens([AddedToken(p, normalized=False, special=False) for p in phrases])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,

@@ -81,8 +81,9 @@ def make_mesh(
 
 
 def single_device_mesh() -> Mesh:
-    """All four mesh axes of size 1 on the first device: the default placement."""
-    return make_mesh((1,) * len(MESH_AXES), MESH_AXES, devices=jax.devices()[:1])
+    """All four mesh axes of size 1 on this process's first device: the default placement
+    (`jax.local_devices()`: with several processes, `jax.devices()[0]` belongs to process 0)."""
+    return make_mesh((1,) * len(MESH_AXES), MESH_AXES, devices=jax.local_devices()[:1])
 
 
 def logical_to_spec(

@@ -38,10 +38,12 @@ import jax
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from pivotrl_jax import distributed
 from pivotrl_jax.errors import PivotError
 from pivotrl_jax.models.config import ModelConfig, ModelConfigError
 from pivotrl_jax.models.sharding import (
@@ -307,9 +309,14 @@ def export_hf(
     model.safetensors.index.json: the folder transformers' `from_pretrained` and SGLang's
     `--model-path` / `update_weights_from_disk` read. Tokenizer files are copied from `aux_from`.
     Each file is written under a temporary name and renamed once complete; the host holds one
-    shard at a time. `dtype` (default: the config's param_dtype) is the on-disk dtype."""
+    shard at a time. `dtype` (default: the config's param_dtype) is the on-disk dtype.
+
+    With several JAX processes every process must call this: parameters sharded across them are
+    gathered one at a time, and only the primary process writes; all return once it has."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    writer = distributed.is_primary()
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
     params = nnx.state(model, nnx.Param) if isinstance(model, nnx.Module) else model
     dtype = dtype or config.param_dtype
     np_dtype = _NP_DTYPES[dtype]
@@ -332,27 +339,39 @@ def export_hf(
         file = f"model-{s + 1:05d}-of-{len(shards):05d}.safetensors"
         values = [flat[m.path].get_value() for m in members]
         for v in values:
-            v.copy_to_host_async()  # overlap the device-to-host copies of the whole shard
+            if v.is_fully_addressable:
+                v.copy_to_host_async()  # overlap the device-to-host copies of the whole shard
         arrays = {}
         for m, v in zip(members, values):
-            host = np.asarray(jax.device_get(v)).astype(np_dtype)
+            host = _host_value(v).astype(np_dtype)
             for name, t in zip(m.hf_names, m.to_hf(host)):
                 arrays[name] = np.ascontiguousarray(t)
                 weight_map[name] = file
                 total += t.nbytes
-        _atomic(out / file, lambda p, a=arrays: save_file(a, p, metadata={"format": "pt"}))
+        if writer:
+            _atomic(out / file, lambda p, a=arrays: save_file(a, p, metadata={"format": "pt"}))
         del arrays, values
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    _atomic(out / INDEX_FILE, lambda p: _write_json(p, index))
-    # Weights of an earlier export into the same folder would shadow or confuse the new index.
-    for stale in out.glob("*.safetensors"):
-        if stale.name not in set(weight_map.values()):
-            stale.unlink()
-    hf_config = config.replace(param_dtype=dtype).to_hf_config()
-    _atomic(out / "config.json", lambda p: _write_json(p, hf_config))
-    if aux_from is not None:
-        copy_aux_files(aux_from, out)
+    if writer:
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        _atomic(out / INDEX_FILE, lambda p: _write_json(p, index))
+        # Weights of an earlier export into the same folder would shadow or confuse the index.
+        for stale in out.glob("*.safetensors"):
+            if stale.name not in set(weight_map.values()):
+                stale.unlink()
+        hf_config = config.replace(param_dtype=dtype).to_hf_config()
+        _atomic(out / "config.json", lambda p: _write_json(p, hf_config))
+        if aux_from is not None:
+            copy_aux_files(aux_from, out)
+    distributed.barrier(f"export_hf {out}")
     return out
+
+
+def _host_value(x: jax.Array) -> np.ndarray:
+    """The whole value of `x` on this host: gathered from every process when its shards live on
+    several (a collective: every process calls it for the same arrays in the same order)."""
+    if x.is_fully_addressable or x.is_fully_replicated:
+        return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def copy_aux_files(src: str | os.PathLike, dst: str | os.PathLike) -> None:

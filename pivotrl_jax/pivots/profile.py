@@ -8,25 +8,30 @@ environment continuation); the domain's verifier scores each, r_k in [0, 1]; the
 Work is cut into fixed chunks of `candidates_per_call` candidates (one engine call each, for
 throughput). Chunk c samples with seed `stable_seed(seed, c)`, so its result depends only on its
 index; finished chunks go to a `Journal`, so a run killed at any moment and started again finishes
-with output equal, record for record, to an uninterrupted run.
+with output equal, record for record, to an uninterrupted run. With n processes, process k
+profiles chunks k, k + n, k + 2n, ... of the same global cut, so the records of n processes are
+those of one.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
+import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from pivotrl_jax import atomic
+from pivotrl_jax import atomic, faults
 from pivotrl_jax.data import records as records_io
-from pivotrl_jax.errors import ConfigError
+from pivotrl_jax.errors import ConfigError, InputError
 from pivotrl_jax.pivots.journal import Journal
 from pivotrl_jax.pivots.stats import reward_stats, stable_seed
 from pivotrl_jax.rewards.base import VerifyState, build_verifier, parse_action
@@ -92,13 +97,26 @@ class DomainVerifiers:
     def from_mappings(
         cls, verifiers: Mapping[str, Mapping[str, Any]], params_by_name: Mapping[str, Any]
     ) -> DomainVerifiers:
-        """From config sections: `{domain: {"name", "params"}}` and `{verifier name: params}`."""
+        """From config sections: `{domain: {"name", "params"}}` and `{verifier name: params}`.
+
+        Every verifier named is built once here, so an unknown name or parameter is a
+        ConfigError naming the key rather than a reward of 0 for every sample."""
         specs = {}
         for domain, spec in verifiers.items():
-            if "name" not in spec:
+            if not isinstance(spec, Mapping) or "name" not in spec:
                 raise ConfigError(f"verifiers.{domain} needs a 'name'")
             specs[domain] = VerifierSpec(spec["name"], dict(spec.get("params", {})))
-        return cls(specs, params_by_name=params_by_name)
+        out = cls(specs, params_by_name=params_by_name)
+        checks = [(f"verifiers.{d}", s) for d, s in specs.items()]
+        checks += [
+            (f"verifier_params.{n}", VerifierSpec(n, p)) for n, p in out.params_by_name.items()
+        ]
+        for key, spec in checks:
+            try:
+                out.build(spec)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"{key}: {e}") from None
+        return out
 
     def spec(self, candidate: Mapping[str, Any]) -> VerifierSpec:
         domain = candidate.get("domain") or ""
@@ -109,18 +127,37 @@ class DomainVerifiers:
             return VerifierSpec(name, self.params_by_name.get(name, {}))
         return self.default
 
-    def score(self, candidate: Mapping[str, Any], completion_text: str, time_limit_s: float):
-        spec = self.spec(candidate)
-        key = (spec.name, tuple(sorted(spec.params.items())))
+    def build(self, spec: VerifierSpec) -> Any:
+        """The verifier of `spec`, built on first use."""
+        key = (spec.name, repr(sorted(spec.params.items())))
         if key not in self._built:
             self._built[key] = build_verifier(spec.name, **dict(spec.params))
+        return self._built[key]
+
+    def check(self, candidate: Mapping[str, Any], path: str, index: int) -> None:
+        """An InputError (record `index` of shard `path`) when the candidate's verifier cannot
+        be built: a record naming an unknown verifier would otherwise score 0 every time."""
+        spec = self.spec(candidate)
+        try:
+            self.build(spec)
+        except (KeyError, ValueError, TypeError) as e:
+            raise InputError(
+                f"verifier {spec.name!r}: {e}",
+                path=path,
+                line=index + 1,
+                field="verifier",
+                reason="bad_record",
+            ) from None
+
+    def score(self, candidate: Mapping[str, Any], completion_text: str, time_limit_s: float):
+        spec = self.spec(candidate)
         state = VerifyState(
             messages=tuple(candidate.get("messages", ())),
             tools=tuple(candidate.get("tools", ())),
             env=candidate.get("env"),
         )
         return run_verifier(
-            self._built[key],
+            self.build(spec),
             state,
             parse_action(candidate["expected_action"]),
             parse_action(completion_text),
@@ -177,13 +214,27 @@ def summary_name(process_index: int, process_count: int) -> str:
     return f"summary-p{process_index:05d}-of-{process_count:05d}.json"
 
 
-def process_slice(
-    candidates: Sequence[Mapping[str, Any]], process_index: int, process_count: int
-) -> list[Mapping[str, Any]]:
-    """Candidates owned by one process: every `process_count`-th, starting at `process_index`."""
+def process_chunks(
+    candidates: Iterable[Mapping[str, Any]], chunk_size: int, process_index: int, process_count: int
+) -> Iterator[tuple[int, list[Mapping[str, Any]]]]:
+    """(global chunk index, its candidates) of the chunks one process owns, read from the
+    stream: the candidates cut into chunks of `chunk_size`, every `process_count`-th chunk from
+    `process_index` on. One chunk is held at a time."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    return list(candidates[process_index::process_count])
+    stream = iter(candidates)
+    for g in itertools.count():
+        chunk = list(itertools.islice(stream, chunk_size))
+        if not chunk:
+            return
+        if g % process_count == process_index:
+            yield g, chunk
+
+
+def owned_count(total: int, chunk_size: int, process_index: int, process_count: int) -> int:
+    """How many of `total` candidates `process_chunks` gives one process."""
+    chunks = range(process_index, -(-total // chunk_size), process_count)
+    return sum(min(chunk_size, total - g * chunk_size) for g in chunks)
 
 
 def mean_reward_histogram(means: Sequence[float], bins: int = 10) -> dict[str, list]:
@@ -191,8 +242,27 @@ def mean_reward_histogram(means: Sequence[float], bins: int = 10) -> dict[str, l
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
+class _Tally:
+    """What the summary reports about the profiled records, accumulated one record at a time."""
+
+    def __init__(self):
+        self.candidates = self.rollouts = self.tokens = self.zero = 0
+        self.mean_sum = 0.0
+        self.means = array.array("d")  # 8 bytes a candidate, for the histogram
+        self.reasons: Counter = Counter()
+
+    def add(self, profile: Mapping[str, Any]) -> None:
+        self.candidates += 1
+        self.rollouts += profile["k"]
+        self.tokens += sum(profile["completion_tokens"])
+        self.zero += profile["variance"] == 0.0
+        self.mean_sum += profile["mean"]
+        self.means.append(profile["mean"])
+        self.reasons.update(profile["verifier_reasons"])
+
+
 def run_profile(
-    candidates: Sequence[Mapping[str, Any]],
+    candidates: Iterable[Mapping[str, Any]],
     out_dir: str,
     engine: Any,
     decode: Callable[[Sequence[int]], str],
@@ -204,8 +274,15 @@ def run_profile(
     provenance: Mapping[str, Any] | None = None,
     progress: bool = True,
     shard_size: int = 1000,
+    total: int | None = None,
+    skipped: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Profile this process's slice of `candidates` into `out_dir`; resumable; returns the summary.
+
+    `candidates` is read once, as a stream (`total`, when known, sizes the progress bar;
+    `skipped` counts bad candidates the caller left out, by reason); the
+    profiled records go to the journal as each chunk finishes and from there to the output
+    shards, so memory stays flat however many candidates there are.
 
     Output: ArrayRecord shards `profiled-pIIIII-of-NNNNN-*` and `summary-pIIIII-of-NNNNN.json`
     (written last: its presence marks the slice complete). `journal-pIIIII-of-NNNNN.jsonl` holds
@@ -214,26 +291,30 @@ def run_profile(
     out = Path(out_dir)
     tag = f"p{process_index:05d}-of-{process_count:05d}"
     summary_path = out / summary_name(process_index, process_count)
+    journal_path = out / f"journal-{tag}.jsonl"
     if summary_path.exists():
+        journal_path.unlink(missing_ok=True)  # a run killed between the summary and this
         return json.loads(summary_path.read_text())
-    mine = process_slice(candidates, process_index, process_count)
-    missing = [c["id"] for c in mine if not c.get("prompt_ids")]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} candidates have no prompt_ids (first: {missing[0]!r}); extract them "
-            "with a tokenizer (`pivotrl extract --tokenizer DIR`)"
-        )
     n = cfg.candidates_per_call
-    chunks = [mine[i : i + n] for i in range(0, len(mine), n)]
     start = time.perf_counter()
     engine_s = verify_s = 0.0
     tokens = 0
-    with Journal(out / f"journal-{tag}.jsonl") as journal:
-        bar = tqdm(total=len(mine), desc=f"profile {tag}", unit="cand", disable=not progress)
-        bar.update(sum(len(chunks[i]) for i in journal.done if i < len(chunks)))
-        for i, chunk in enumerate(chunks):
+    owned: list[int] = []  # global indices of this process's chunks, in order
+    with Journal(journal_path) as journal:
+        mine_total = None if total is None else owned_count(total, n, process_index, process_count)
+        bar = tqdm(total=mine_total, desc=f"profile {tag}", unit="cand", disable=not progress)
+        for i, chunk in process_chunks(candidates, n, process_index, process_count):
+            owned.append(i)
             if i in journal.done:
+                bar.update(len(chunk))
                 continue
+            missing = [c.get("id") for c in chunk if not c.get("prompt_ids")]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} candidates have no prompt_ids (first: {missing[0]!r}); "
+                    "extract them with a tokenizer (`pivotrl extract --tokenizer DIR`)"
+                )
+            faults.point("profile.chunk_start")
             recs, timing = profile_chunk(chunk, engine, decode, verifiers, cfg, i)
             engine_s += timing["engine_s"]
             verify_s += timing["verify_s"]
@@ -241,43 +322,56 @@ def run_profile(
             journal.append(i, recs)
             bar.update(len(chunk))
         bar.close()
-        done = [r for i in range(len(chunks)) for r in journal.done[i]]
-    prov = dict(provenance or {})
-    prov["sampling"] = dataclasses.asdict(cfg)
-    prov["verifiers"] = {
-        d: {"name": s.name, "params": dict(s.params)} for d, s in verifiers.specs.items()
-    }
-    prov["verifier_params"] = verifiers.params_by_name
-    prov["default_verifier"] = {
-        "name": verifiers.default.name,
-        "params": dict(verifiers.default.params),
-    }
-    for r in done:
-        r["profile"]["provenance"] = prov
-    records_io.write_records(
-        out, done, shard_size=shard_size, prefix=shard_prefix(process_index, process_count)
-    )
+        prov = dict(provenance or {})
+        prov["sampling"] = dataclasses.asdict(cfg)
+        prov["verifiers"] = {
+            d: {"name": s.name, "params": dict(s.params)} for d, s in verifiers.specs.items()
+        }
+        prov["verifier_params"] = verifiers.params_by_name
+        prov["default_verifier"] = {
+            "name": verifiers.default.name,
+            "params": dict(verifiers.default.params),
+        }
+        tally = _Tally()
+        with records_io.ShardWriter(
+            out, shard_size, prefix=shard_prefix(process_index, process_count)
+        ) as writer:
+            for i in owned:
+                for r in journal.read(i):
+                    r["profile"]["provenance"] = prov
+                    tally.add(r["profile"])
+                    writer.write(r)
+            faults.point("profile.before_commit")
+            writer.commit()
     wall = time.perf_counter() - start
-    means = [r["profile"]["mean"] for r in done]
-    zero = sum(1 for r in done if r["profile"]["variance"] == 0.0)
+    stats = verifiers.stats.summary()
+    # Outcome counts over every record (also those of an earlier, interrupted run); timings
+    # cover the verifications of this run.
+    stats["count"] = tally.rollouts
+    stats["reasons"] = dict(tally.reasons.most_common())
+    stats["mean_reward"] = tally.mean_sum / tally.candidates if tally.candidates else 0.0
     summary = {
         "process_index": process_index,
         "process_count": process_count,
-        "candidates": len(done),
-        "rollouts": len(done) * cfg.k,
-        "generated_tokens": sum(sum(r["profile"]["completion_tokens"]) for r in done),
+        "candidates": tally.candidates,
+        "rollouts": tally.rollouts,
+        "generated_tokens": tally.tokens,
         "seconds_this_run": wall,
         "engine_seconds_this_run": engine_s,
         "verify_seconds_this_run": verify_s,
+        "generated_tokens_this_run": tokens,
         "non_engine_time_fraction": (wall - engine_s) / wall if wall > 0 else 0.0,
-        "zero_variance_fraction": zero / len(done) if done else 0.0,
-        "mean_reward": float(np.mean(means)) if means else 0.0,
-        "mean_reward_histogram": mean_reward_histogram(means),
-        "verifier": verifiers.stats.summary(),
+        "zero_variance_fraction": tally.zero / tally.candidates if tally.candidates else 0.0,
+        "mean_reward": tally.mean_sum / tally.candidates if tally.candidates else 0.0,
+        "mean_reward_histogram": mean_reward_histogram(np.frombuffer(tally.means)),
+        "verifier": stats,
+        "skipped_candidates": dict(skipped or {}),
         "provenance": prov,
     }
+    faults.point("profile.before_summary")
     atomic.write_json(summary_path, summary)
-    (out / f"journal-{tag}.jsonl").unlink(missing_ok=True)
+    faults.point("profile.summary_written")
+    journal_path.unlink(missing_ok=True)
     return summary
 
 

@@ -8,10 +8,12 @@ from pivotrl_jax.rewards import (
     chain,
     exact,
     judge,
+    message,
     schema_check,
     shell,
     similarity,
     tool_call,
+    turn_kind,
 )
 from pivotrl_jax.rewards.actions import Action, ToolCall, parse_action, parse_completion
 from pivotrl_jax.rewards.base import (
@@ -40,6 +42,7 @@ __all__ = [
     "chain",
     "exact",
     "judge",
+    "message",
     "parse_action",
     "parse_completion",
     "run_verifier",
@@ -47,4 +50,5 @@ __all__ = [
     "shell",
     "similarity",
     "tool_call",
+    "turn_kind",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import numbers
 import threading
 import time
 from collections import Counter
@@ -111,7 +112,9 @@ def run_verifier(
     name: str | None = None,
 ) -> VerifyResult:
     """`verifier.verify(...)` that never raises: an exception gives reward 0 with reason
-    `error:<ExceptionType>`, a time-out reward 0 with reason `timeout` (both not decisive).
+    `error:<ExceptionType>`, a time-out reward 0 with reason `timeout`, a reward outside [0, 1]
+    (NaN included, which would poison a GRPO group) reward 0 with `error:InvalidReward` (all
+    not decisive).
     `info["timings"]` maps the verifier's name to its seconds; `stats` counts the outcome."""
     name = name or type(verifier).__name__
     start = time.perf_counter()
@@ -121,6 +124,9 @@ def run_verifier(
         res = VerifyResult(0.0, {"reason": "timeout", "time_limit_s": time_limit_s}, False)
     except Exception as e:  # a verifier bug or bad data must not stop profiling or training
         info = {"reason": f"error:{type(e).__name__}", "error": str(e)[:500]}
+        res = VerifyResult(0.0, info, False)
+    if not (isinstance(res.reward, numbers.Real) and 0.0 <= res.reward <= 1.0):  # NaN too
+        info = {"reason": "error:InvalidReward", "error": f"reward {res.reward!r} not in [0, 1]"}
         res = VerifyResult(0.0, info, False)
     seconds = time.perf_counter() - start
     prior = res.info.get("timings")

@@ -29,6 +29,8 @@ class SamplingParams:
     max_new_tokens: a completion stops after this many tokens ("length").
     stop_token_ids: sampling one of these ends the completion ("stop"); the stop token is kept.
     seed: makes sampling reproducible where the engine supports it; None draws a fresh one.
+    prompt_offset: the index of the first prompt in the whole batch when each process generates
+      its own slice of it: prompt i draws what prompt prompt_offset + i of the batch would.
     """
 
     temperature: float = 1.0
@@ -37,6 +39,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+    prompt_offset: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
@@ -48,6 +51,8 @@ class SamplingParams:
             raise ValueError(f"top_k must be -1 (off) or >= 1, got {self.top_k}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.prompt_offset < 0:
+            raise ValueError(f"prompt_offset must be >= 0, got {self.prompt_offset}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,8 +77,8 @@ def _sglang(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]
         truncation=spec.truncation if spec.max_context else "error",
     )
     with contextlib.ExitStack() as stack:
-        urls = list(spec.urls)
-        if not urls:
+        urls, managed = list(spec.urls), []
+        if not urls:  # servers of our own: the engine restarts them if they die
             python = spec.python or default_sglang_python()
             for _ in range(spec.num_servers):
                 proc = server.launch(
@@ -91,7 +91,8 @@ def _sglang(spec: EngineSpec, model_dir: str, mesh: Any = None) -> Iterator[Any]
                 )
                 stack.callback(proc.stop)
                 urls.append(proc.url)
-        engine = SglangEngine(urls, options=options)
+                managed.append(proc)
+        engine = SglangEngine(urls, options=options, managed=managed)
         stack.callback(engine.close)
         yield engine
 

@@ -24,9 +24,9 @@ to that prompt's n rows, then a `lax.while_loop` that exits when every row is do
 request sizes rarely recompile and no token round-trips to the host. Rows are sharded over the
 mesh's batch axes, parameters by the model's sharding rules.
 
-Reproducibility: row (prompt i, sample j) draws from key fold_in(fold_in(key(seed), i), j),
-folded again with the step, so the same seed and prompts give the same tokens whatever the
-chunking; a seed of None draws a fresh one.
+Reproducibility: row (prompt i, sample j) draws from key fold_in(fold_in(key(seed), o + i), j)
+(o = SamplingParams.prompt_offset), folded again with the step, so the same seed and prompts
+give the same tokens whatever the chunking; a seed of None draws a fresh one.
 """
 
 from __future__ import annotations
@@ -230,6 +230,7 @@ class JaxEngine:
             return []
         seed = params.seed if params.seed is not None else secrets.randbits(31)
         base_key = _base_key(seed)
+        offset = np.asarray([params.prompt_offset, 0], np.int32)  # (prompt, sample)
         rows = sorted(
             ((i, j) for i in range(len(prompts)) for j in range(n)),
             key=lambda r: -len(prompts[r[0]]),
@@ -251,7 +252,7 @@ class JaxEngine:
         for start in range(0, len(rows), self._max_rows):  # dispatch all chunks, then wait
             chunk = rows[start : start + self._max_rows]
             pending.append(
-                (chunk, self._run(chunk, prompts, base_key, scalars, M, greedy, filtered))
+                (chunk, self._run(chunk, prompts, base_key, offset, scalars, M, greedy, filtered))
             )
         out: list[list[Completion | None]] = [[None] * n for _ in prompts]
         for chunk, decoded in pending:
@@ -294,6 +295,7 @@ class JaxEngine:
         chunk: list[tuple[int, int]],
         prompts: list[np.ndarray],
         base_key: jax.Array,
+        offset: np.ndarray,  # [2] added to each row's (prompt, sample) index for its key
         scalars: tuple,
         M: int,
         greedy: bool,
@@ -326,8 +328,9 @@ class JaxEngine:
         C = math.gcd(
             Tp, 1 << max(self.options.prefill_logits_bytes // per_token, 1).bit_length() - 1
         )
-        rows = lambda x: jax.device_put(x, activation_sharding(self.mesh, self.rules, x.shape))
-        keys = rows(_row_keys(base_key, jnp.asarray(index)))
+        rows = lambda x: _host_rows(x, activation_sharding(self.mesh, self.rules, x.shape))
+        key_data = jax.random.key_data(_row_keys(base_key, jnp.asarray(index + offset)))
+        keys = jax.random.wrap_key_data(rows(np.asarray(key_data)))  # [B] keys
         statics = (M, C, greedy, filtered)
         if statics not in self._fns:  # hashing a large graphdef once per shape, not per call
             self._fns[statics] = _compiled(
@@ -376,6 +379,12 @@ def _compiled(
         ),
         out_shardings=NamedSharding(mesh, PartitionSpec()),
     )
+
+
+def _host_rows(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """Host rows, the same on every process, as one array laid out by `sharding` (each process
+    fills only its own devices, so the mesh may span several processes)."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def _base_key(seed: int) -> jax.Array:

@@ -7,8 +7,9 @@
     # stopped: SIGTERM to its process group, SIGKILL after `stop_grace_s`
 
 The server runs in its own process group (sglang starts a scheduler and a detokenizer process
-beside the HTTP one), so stopping the group stops them all. It binds the loopback address unless
-told otherwise. Its output goes to a log file, whose tail is in every start-up error.
+beside the HTTP one), so stopping the group stops them all, and it dies with the process that
+started it, even one killed with SIGKILL. It binds the loopback address unless told otherwise.
+Its output goes to a log file, whose tail is in every start-up error.
 
 A server started elsewhere needs no lifecycle: give its URL to the engine (`wait_healthy(url)`
 waits for it). `python -m pivotrl_jax.rollout.server --help` (and launch/sglang_server.sh) start one
@@ -183,6 +184,26 @@ class ServerProcess:
                 )
             time.sleep(1.0)
 
+    def restart(self, model_path: str | None = None, weight_version: str | None = None) -> None:
+        """Stop what is left of the server (its whole process group) and start it again on the
+        same port, serving `model_path` tagged `weight_version` (default: what it started with);
+        returns once it is healthy. The log file is appended to."""
+        self.stop()
+        changes: dict[str, str | int] = {"port": self.port, "log_path": self.log_path}
+        if model_path is not None:
+            changes["model_path"] = str(model_path)
+        if weight_version is not None:
+            changes["weight_version"] = str(weight_version)
+        fresh = start(dataclasses.replace(self.config, **changes))
+        atexit.unregister(fresh.stop)
+        self.config, self.process = fresh.config, fresh.process
+        atexit.register(self.stop)
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         """SIGTERM to the process group, then SIGKILL after the grace period. Idempotent."""
         atexit.unregister(self.stop)
@@ -206,6 +227,16 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+# Run first in the server's process, then exec'd into the server: the kernel SIGKILLs it when
+# the process that started it dies (PR_SET_PDEATHSIG survives exec; SGLang's own workers die
+# with it the same way), so a trainer killed with -9 leaves no server behind. A parent that
+# died before the prctl is caught by the getppid check.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGKILL); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
 def start(config: ServerConfig) -> ServerProcess:
     """Starts the server in its own process group; returns at once (see `launch`)."""
     port = config.port or free_port(config.host)
@@ -217,7 +248,7 @@ def start(config: ServerConfig) -> ServerProcess:
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command(config, port),
+            [config.python, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command(config, port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -22,6 +22,15 @@ Weights. `update_weights(folder, version)` makes every server load an HF-layout 
 readable by the servers. Each completion's weight version (and every span of it) is checked
 against the version last loaded: a completion sampled by stale weights raises WeightVersionError.
 
+Faults. Servers the engine was given to manage (`managed`, e.g. `server.ServerProcess`) are
+restarted when their process has exited: the failed request's retry waits for one restart (the
+first request to notice starts it; the others see it done), which loads the weights the engine
+last synced under their version. A completion whose weight version is not the engine's (a server
+restarted behind the engine's back, or one that missed an update) is not returned: that server
+is made to load the current weights again and the request is sent again (`stats` counts
+restarts and regenerated samples); only when that cannot be done does it raise
+WeightVersionError.
+
 Seeds. SGLang honours `sampling_seed` only with `--enable-deterministic-inference`, and a shared
 seed would make the n samples of a prompt identical: with `SamplingParams.seed` set, each sample
 is its own request with seed (seed, prompt, sample) mixed.
@@ -36,9 +45,10 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import requests
 
@@ -81,6 +91,7 @@ class SglangEngineOptions:
 
     max_concurrency: HTTP requests in flight at once, over all servers (one per prompt, or per
       sample when seeded).
+    max_restarts: restarts of one managed server before its failures are final.
     request_timeout_s: longest wait for one reply (a whole completion group).
     retries: further attempts after a connection error or 5xx, each on the next server, after
       backoff_s * 2**attempt seconds.
@@ -98,6 +109,7 @@ class SglangEngineOptions:
     update_timeout_s: float = 1800.0
     context_length: int | None = None
     truncation: Literal["error", "left"] = "error"
+    max_restarts: int = 5  # per managed server, over the engine's life
 
     def __post_init__(self) -> None:
         if self.truncation not in ("error", "left"):
@@ -122,6 +134,16 @@ class _Retryable(Exception):
     """A failure worth trying again on another server."""
 
 
+class ManagedServer(Protocol):
+    """A server process the engine may restart (`server.ServerProcess` is one)."""
+
+    url: str
+
+    def alive(self) -> bool: ...
+
+    def restart(self, model_path: str | None = None, weight_version: str | None = None) -> None: ...
+
+
 class SglangEngine:
     """RolloutEngine over SGLang servers (see the module docstring)."""
 
@@ -131,13 +153,20 @@ class SglangEngine:
         *,
         weight_version: str | int | None = None,
         options: SglangEngineOptions | None = None,
+        managed: Sequence[ManagedServer] = (),
     ):
         """urls: the servers (`http://host:port`). weight_version: the version of the weights
-        they serve now; None reads it from the first server (`GET /model_info`)."""
+        they serve now; None reads it from the first server (`GET /model_info`). managed: those
+        of the servers the engine may restart (see the module docstring)."""
         if not urls:
             raise ValueError("SglangEngine needs at least one server URL")
         self.urls = [u.rstrip("/") for u in urls]
         self.options = options or SglangEngineOptions()
+        self._managed = {m.url.rstrip("/"): m for m in managed}
+        self._generation = dict.fromkeys(self.urls, 0)  # restarts so far, per server
+        self._server_locks = {u: threading.Lock() for u in self.urls}
+        self._weights_folder: str | None = None  # None: the servers' own start-up weights
+        self.stats: Counter = Counter()  # restarts, regenerated samples
         self._sessions = threading.local()
         self._next_server = itertools.count()
         self._pool = ThreadPoolExecutor(self.options.max_concurrency, "sglang-rollout")
@@ -161,7 +190,7 @@ class SglangEngine:
         prompts = [self._fit(i, p, params.max_new_tokens) for i, p in enumerate(prompt_ids)]
         if not prompts:
             return []
-        jobs = _jobs(len(prompts), n, params.seed)
+        jobs = _jobs(len(prompts), n, params.seed, params.prompt_offset)
         with self._call_lock:
             self._check_open()
             batch = uuid.uuid4().hex[:12]
@@ -245,13 +274,21 @@ class SglangEngine:
             "logprob_start_len": -1,
             "sampling_params": sampling,
         }
-        url, reply = self._post_with_retries(
-            "/generate", body, rid=rid, timeout_s=self.options.request_timeout_s
-        )
-        items = reply if isinstance(reply, list) else [reply]
-        if len(items) != job.n:
-            raise SglangError(f"asked for {job.n} samples, got {len(items)}", url=url, rid=rid)
-        return [self._completion(item, url, rid) for item in items]
+        for attempt in range(self.options.retries + 1):
+            url, reply = self._post_with_retries(
+                "/generate", body, rid=rid, timeout_s=self.options.request_timeout_s
+            )
+            items = reply if isinstance(reply, list) else [reply]
+            if len(items) != job.n:
+                raise SglangError(f"asked for {job.n} samples, got {len(items)}", url=url, rid=rid)
+            try:
+                return [self._completion(item, url, rid) for item in items]
+            except WeightVersionError:
+                if attempt == self.options.retries or not self._resync(url):
+                    raise
+            self.stats["regenerated_samples"] += job.n
+            body = {**body, "rid": f"{rid}-r{attempt + 1}"}
+        raise AssertionError("unreachable")
 
     def _completion(self, item: dict[str, Any], url: str, rid: str) -> Completion:
         meta = item["meta_info"]
@@ -298,11 +335,12 @@ class SglangEngine:
         for attempt in range(self.options.retries + 1):
             self._check_open()
             target = url or self.urls[(first + attempt) % len(self.urls)]
+            generation = self._generation[target]
             try:
                 return target, self._post(target, path, body, rid=rid, timeout_s=timeout_s)
             except _Retryable as e:
                 errors.append(f"{target}: {e}")
-                if attempt < self.options.retries:
+                if attempt < self.options.retries and not self._restart_if_dead(target, generation):
                     time.sleep(self.options.backoff_s * 2**attempt)
         raise SglangError(
             f"{path} failed after {self.options.retries + 1} attempts: " + "; ".join(errors),
@@ -361,10 +399,59 @@ class SglangEngine:
         if self._closed.is_set():
             raise EngineClosedError("the SGLang engine is closed")
 
+    # -- faults --------------------------------------------------------------------------------
+
+    def _restart_if_dead(self, url: str, generation: int) -> bool:
+        """After a failed request to `url` (sent at restart `generation`): restart the server if
+        it is managed and its process has exited. True when it has been restarted since the
+        request was sent (by this call or another), so a retry may go to it at once."""
+        server = self._managed.get(url)
+        if server is None:
+            return False
+        with self._server_locks[url]:
+            if self._generation[url] != generation:
+                return True
+            if server.alive() or self._closed.is_set():
+                return False
+            if self._generation[url] >= self.options.max_restarts:
+                return False
+            folder = self._weights_folder
+            server.restart(model_path=folder, weight_version=str(self.weight_version))
+            self._generation[url] += 1
+            self.stats["restarts"] += 1
+            return True
+
+    def _resync(self, url: str) -> bool:
+        """Make `url` serve the engine's current weights again (it answered with another
+        version). False when the engine cannot: its servers still hold their start-up weights
+        and this one is not managed."""
+        with self._server_locks[url]:
+            if self._server_weight_version(url) == str(self.weight_version):
+                return True  # another request already resynced it
+            folder = self._weights_folder
+            if folder is None:
+                server = self._managed.get(url)
+                if server is None:
+                    return False
+                server.restart(weight_version=str(self.weight_version))
+                self._generation[url] += 1
+                self.stats["restarts"] += 1
+                return True
+            body = {
+                "model_path": folder,
+                "weight_version": str(self.weight_version),
+                "flush_cache": True,
+            }
+            _, reply = self._post_with_retries(
+                "/update_weights_from_disk", body, rid=f"resync-{self.weight_version}",
+                timeout_s=self.options.update_timeout_s, url=url,
+            )  # fmt: skip
+            return bool(reply.get("success"))
+
     # -- weights -------------------------------------------------------------------------------
 
-    def _server_weight_version(self) -> str:
-        url = self.urls[0]
+    def _server_weight_version(self, url: str | None = None) -> str:
+        url = url or self.urls[0]
         try:
             reply = self._session().get(f"{url}/model_info", timeout=self.options.connect_timeout_s)
             reply.raise_for_status()
@@ -381,6 +468,9 @@ class SglangEngine:
             start = time.perf_counter()
             folder = os.fspath(source() if callable(source) else source)
             body = {"model_path": folder, "weight_version": str(version), "flush_cache": True}
+            # A server restarted while this runs starts on the new weights.
+            previous = (self._weights_folder, self.weight_version)
+            self._weights_folder, self.weight_version = folder, version
             futures = {
                 url: self._pool.submit(
                     self._post_with_retries, "/update_weights_from_disk", body,
@@ -398,10 +488,10 @@ class SglangEngine:
                 if not reply.get("success"):
                     failures.append(f"server {url}: {reply.get('message')}")
             if failures:
+                self._weights_folder, self.weight_version = previous
                 raise WeightSyncError(
                     f"loading {folder} as version {version!r} failed: " + "; ".join(failures)
                 )
-            self.weight_version = version
             self.last_refit_s = time.perf_counter() - start
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -422,11 +512,14 @@ class SglangEngine:
         self.close()
 
 
-def _jobs(num_prompts: int, n: int, seed: int | None) -> list[_Job]:
-    """One job per prompt with all n samples; per sample when seeded (distinct seeds)."""
+def _jobs(num_prompts: int, n: int, seed: int | None, offset: int = 0) -> list[_Job]:
+    """One job per prompt with all n samples; per sample when seeded (distinct seeds, by the
+    prompt's index in the whole batch)."""
     if seed is None:
         return [_Job(i, 0, n, None) for i in range(num_prompts)]
-    return [_Job(i, j, 1, _mix_seed(seed, i, j)) for i in range(num_prompts) for j in range(n)]
+    return [
+        _Job(i, j, 1, _mix_seed(seed, offset + i, j)) for i in range(num_prompts) for j in range(n)
+    ]
 
 
 def _mix_seed(seed: int, prompt: int, sample: int) -> int:

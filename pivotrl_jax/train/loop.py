@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from pivotrl_jax import distributed, faults
 from pivotrl_jax.models.config import ModelConfig
+from pivotrl_jax.rollout.processes import generate_slice
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.bookkeeping import (
     Progress,
@@ -64,9 +66,8 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
         if cfg.reprofile_enabled:
             parts.progress.recent.extend(jsonable(r) for r in records)
     with timer("rollout"):
-        groups = parts.engine.generate(
-            prompts, sampling_params(cfg, parts.stop_ids, "train", it), G
-        )
+        params = sampling_params(cfg, parts.stop_ids, "train", it)
+        groups = generate_slice(cfg.engine.name, parts.engine, prompts, params, G)
     with timer("verify"):
         rewards, errors = score_groups(
             records,
@@ -79,11 +80,14 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
     nonzero, keep, adv = group_advantages(cfg, rewards)
     lengths = np.asarray([[len(c.token_ids) for c in g] for g in groups])
     truncated = np.asarray([[c.finish_reason == "length" for c in g] for g in groups])
-    out = metrics_lib.rollout_metrics(rewards, nonzero, lengths, truncated, errors)
+    # Metrics of the whole batch: every process's groups (these arrays with one process).
+    batch = distributed.concat_rows(rewards, nonzero, lengths, truncated, errors)
+    out = metrics_lib.rollout_metrics(*batch)
     seqs = group_sequences(prompts, groups, adv, keep)
-    out["rollout/tokens"] = float(lengths.sum())
-    out["rollout/tokens_per_s"] = float(lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
-    out["rollout/turns"] = float(lengths.size)
+    batch_lengths = batch[2]
+    out["rollout/tokens"] = float(batch_lengths.sum())
+    out["rollout/tokens_per_s"] = float(batch_lengths.sum()) / max(timer.seconds["rollout"], 1e-9)
+    out["rollout/turns"] = float(batch_lengths.size)
     return update_on(parts, seqs, it, workdir, timer, out, max_rows=cfg.pivots_per_step * G)
 
 
@@ -121,13 +125,14 @@ def run(
         range(first, cfg.steps),
         initial=first,
         total=cfg.steps,
-        disable=not cfg.progress,
+        disable=not cfg.progress or not distributed.is_primary(),
         desc="train",
     )
     last = {}
     try:
         for it in bar:
             last, updated = step_fn(parts, it, workdir)
+            faults.point("train.step_done")
             if updated:
                 version = it + 1
             last["weight_version"] = float(version)
@@ -137,6 +142,7 @@ def run(
                 if parts.progress.low_std >= cfg.reprofile_patience:
                     last.update(reprofile_recent(parts, it))
             writer.write(it + 1, last)
+            faults.point("train.metrics_written")
             bar.set_postfix(reward=f"{last['reward/mean']:.3f}", loss=f"{last.get('loss', 0):.4f}")
             check_finite(int(parts.state.nonfinite), cfg.max_nonfinite, it + 1, ckpt.latest_step())
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.steps:

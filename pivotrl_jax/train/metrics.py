@@ -3,7 +3,7 @@
 Rollout metrics are pure numpy functions of one rollout batch ([P, G] = pivots x samples).
 `MetricsWriter` appends one JSON object per step to `metrics.jsonl` (and TensorBoard events
 through tensorboardX when it is installed); on resume it first drops rows past the restored
-step, so the file reads as one uninterrupted run.
+step, so the file reads as one uninterrupted run. Of several processes only the primary writes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pivotrl_jax import atomic, distributed
 from pivotrl_jax.models.config import ModelConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -125,13 +126,15 @@ class MetricsWriter:
         self, out_dir: str | os.PathLike, tensorboard: bool = True, resume_step: int | None = None
     ):
         self.path = Path(out_dir) / METRICS_FILE
+        self._file = self._tb = None
+        if not distributed.is_primary():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             self._truncate_after(resume_step)
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._tb = None
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -153,9 +156,11 @@ class MetricsWriter:
                 continue
             if row.get("step", 0) <= step:
                 kept.append(line)
-        self.path.write_text("".join(f"{x}\n" for x in kept), encoding="utf-8")
+        atomic.write_text(self.path, "".join(f"{x}\n" for x in kept))  # a kill keeps the old
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self._file is None:
+            return
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(row, sort_keys=True) + "\n")
         self._file.flush()
@@ -166,7 +171,8 @@ class MetricsWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

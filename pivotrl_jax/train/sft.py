@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pivotrl_jax import faults
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.aggregation import LossParts, as_float
 from pivotrl_jax.train.batching import Sequence as Seq
@@ -135,6 +136,7 @@ def run_sft(
             last["update/tokens_per_s"] = tokens / timer.seconds["update"]
             last["data/skipped_records"] = float(skipped)
             writer.write(it + 1, last)
+            faults.point("sft.step_done")
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.steps:
                 ckpt.save(it + 1, state, {"data_state": data.get_state(), "iteration": it + 1})
     finally:

@@ -13,9 +13,9 @@ masks, so
 
     grad loss(batch) = (Σ_m grad sum_m) / (Σ_m count_m)
 
-is the one-batch gradient exactly, whatever M is (aggregation.py). A non-finite loss or
-gradient skips the update inside jit: parameters and optimizer state are selected unchanged,
-`state.nonfinite` counts it, and the loop stops after a configured number.
+is the one-batch gradient exactly, whatever M is (aggregation.py). A non-finite loss, gradient
+or updated state skips the update inside jit: parameters and optimizer state are selected
+unchanged, `state.nonfinite` counts it, and the loop stops after a configured number.
 """
 
 from __future__ import annotations
@@ -208,9 +208,11 @@ def make_train_step(
     def train_step(state: TrainState, batch: TrainBatch) -> tuple[TrainState, dict[str, Array]]:
         grads, parts, metrics = accumulate_gradients(policy, objective, cfg, state.params, batch)
         loss = loss_value(parts)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # Finite loss and gradients can still overflow the update or the moments (g^2): the
+        # new state must be finite too, or it is not taken (and never reaches a checkpoint).
+        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite((params, opt_state))
 
         def keep(new, old):
             return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)

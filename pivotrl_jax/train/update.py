@@ -16,10 +16,10 @@ import jax
 
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.batching import Sequence as Seq
-from pivotrl_jax.train.batching import TrainBatch, make_batch
+from pivotrl_jax.train.batching import TrainBatch
 from pivotrl_jax.train.parts import Parts
+from pivotrl_jax.train.placement import batch_metrics, local_batch, place_rows
 from pivotrl_jax.train.state import Policy
-from pivotrl_jax.train.step import place_batch
 
 
 def data_parallel(policy: Policy) -> int:
@@ -27,10 +27,11 @@ def data_parallel(policy: Policy) -> int:
     return math.prod(policy.mesh.shape[a] for a in policy.rules.batch if a in policy.mesh.shape)
 
 
-def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, TrainBatch]:
-    """(host batch, device batch with the old / reference log-probs the objective reads)."""
+def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, TrainBatch] | None:
+    """(this process's host rows, the global device batch with the old / reference log-probs the
+    objective reads); None when no process has a sequence (placement.py)."""
     cfg = parts.cfg
-    host = make_batch(
+    host = local_batch(
         seqs,
         length_buckets=cfg.buckets(),
         row_multiple=cfg.step.micro_batches * data_parallel(parts.policy),
@@ -38,7 +39,9 @@ def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, 
         pack=cfg.pack or cfg.share_prefix,
         share_prefix=cfg.share_prefix,
     )
-    batch: TrainBatch = place_batch(host, parts.policy)
+    if host is None:
+        return None
+    batch: TrainBatch = place_rows(host, parts.policy)
     if cfg.pi_old == "recompute":
         batch = batch.replace(old_logprobs=parts.logprobs_fn(parts.state.params, batch))
     if parts.reference is not None:
@@ -58,13 +61,14 @@ def update_on(
     """Trainer sequences (advantages set) -> TrainBatch of at most `max_rows` rows -> old and
     reference logprobs -> update step(s) -> weight sync; metrics added to `out`."""
     cfg = parts.cfg
-    if not seqs:  # every group had equal rewards: nothing to learn from this batch
+    with timer("reference"):
+        assembled = assemble(parts, seqs, max_rows)
+    if assembled is None:  # every group had equal rewards: nothing to learn from this batch
         out["update/empty_batch"] = 1.0
         out.update(timer.split())
         return out, False
-
+    host, batch = assembled
     with timer("reference"):
-        host, batch = assemble(parts, seqs, max_rows)
         jax.block_until_ready(batch)
     with timer("update"):
         for _ in range(cfg.updates_per_batch):
@@ -74,7 +78,7 @@ def update_on(
         # Always: the step donated the arrays the in-process engine was holding.
         parts.sync(parts.engine, parts.policy, parts.state.params, it + 1, workdir, cfg.model_dir)
     out.update(step_metrics)
-    out.update(metrics_lib.batch_metrics(host.segment_ids, host.parent_ids))
+    out.update(batch_metrics(host))
     tokens = out["update/tokens"]
     out["update/tokens_per_s"] = tokens * cfg.updates_per_batch / timer.seconds["update"]
     if cfg.peak_tflops > 0:

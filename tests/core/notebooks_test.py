@@ -8,6 +8,17 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.py"))
+# What each notebook's outputs must show (text, and whether a plot).
+EXPECTED = {
+    "01_quickstart": (["reward 1.0", "candidates"], False),
+    "02_pivot_analysis": (["zero-signal fraction", "[pivot]", "[zero_variance]"], True),
+    "03_custom_verifier": (["agreement on", "{'same_flags'}"], False),
+    "04_scaling": (["8 devices", "GB per device", "P('expert', 'tensor', 'fsdp')"], False),
+}
+
+
+def test_every_notebook_has_its_checks():
+    assert sorted(EXPECTED) == [p.stem for p in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=lambda p: p.stem)
@@ -34,7 +45,8 @@ def test_notebook_executes(py):
         if o.get("output_type") == "error"
     ]
     assert not errors
-    text = "".join(
-        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-    )
-    assert "reward 1.0" in text and "candidates" in text
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs)
+    markers, plot = EXPECTED[py.stem]
+    assert all(m in text for m in markers), [m for m in markers if m not in text]
+    assert plot == any("image/png" in o.get("data", {}) for o in outputs)

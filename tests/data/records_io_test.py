@@ -7,6 +7,7 @@ import pytest
 from array_record.python import array_record_module
 
 from pivotrl_jax.data import records
+from pivotrl_jax.errors import InputError
 
 
 def _recs(n):
@@ -56,7 +57,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path):
 def test_incomplete_shard_set_is_refused(tmp_path):
     paths = records.write_records(tmp_path, _recs(25), shard_size=10)
     os.unlink(paths[1])
-    with pytest.raises(ValueError, match="incomplete"):
+    with pytest.raises(InputError, match="incomplete"):
         list(records.read_records(tmp_path))
 
 

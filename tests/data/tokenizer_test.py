@@ -110,3 +110,40 @@ def test_chat_template_drops_reasoning_before_last_query_and_no_tools(saved):
         messages[:1], tokenize=False, add_generation_prompt=True, enable_thinking=False
     )
     assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_phrases_are_single_tokens_that_decode_back(tmp_path):
+    """Phrases take the last ids (the total stays within vocab_size); the chat template's
+    preamble and a tool spec become one token each, and a rendered conversation (transformers'
+    own chat template rendering) decodes back to the same text."""
+    import json
+
+    tool = {
+        "type": "function",
+        "function": {"name": "run", "parameters": {"type": "object", "properties": {}}},
+    }
+    phrases = tokenizer_lib.phrase_tokens([json.dumps(tool)])
+    assert json.dumps(tool) in phrases
+    assert not any(p.strip().isalnum() for p in phrases)  # no bare words such as "user"
+    tokenizer_lib.train_tokenizer([], vocab_size=1024, out_dir=tmp_path, phrases=phrases)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tok) <= 1024
+    ids = [tok.convert_tokens_to_ids(p) for p in phrases]
+    assert ids == list(range(len(tok) - len(phrases), len(tok)))
+    messages = [
+        {"role": "system", "content": "Be brief. The user is at /home/user."},
+        {"role": "user", "content": "run it"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "run", "arguments": {}}}],
+        },
+    ]
+    text = tok.apply_chat_template(messages, tools=[tool], tokenize=False)
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text
+    pieces = [tok.decode([i]) for i in ids]
+    assert json.dumps(tool) in pieces and '", "arguments": ' in pieces
+    assert "/user" in "".join(pieces) and "user" in pieces  # the role name stays ordinary text
+    plain = tokenizer_lib.train_tokenizer([], vocab_size=1024)
+    assert len(ids) < len(plain.encode(text, add_special_tokens=False)) - 60

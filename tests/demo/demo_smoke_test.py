@@ -6,6 +6,8 @@ import pytest
 
 from pivotrl_jax import cli
 
+MODELS = ("pi_0", "sft", "pivotrl")
+
 
 @pytest.mark.slow
 def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
@@ -20,19 +22,61 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
     )
     assert report["rollout_turns"]["profile"] == report["pivots"]["candidates"] * 4  # K = 4
     assert report["rollout_turns"]["train"] == 2 * 2 * 2
-    for name in ("base", "pivotrl"):
-        ev = report["eval"][name]
-        assert ev["terminal"]["n"] == 3 and ev["tool_use"]["n"] == 3 and ev["ood"]["n"] == 4
-        assert 0.0 <= ev["ood"]["success"] <= 1.0
-    assert "terminal success" in table and "out-of-domain accuracy" in table
+    # The keys scripts read, in percent, recomputed from the per-item results.
+    items = {m: json.loads((wd / "eval" / f"{m}.json").read_text()) for m in MODELS}
+    turns = report["heldout_turn_acceptance"]
+    n = turns["pi_0"]["n"]
+    assert n == len(items["pi_0"]["turns"]) > 0
+    for m in MODELS:
+        assert turns[m]["mean"] == pytest.approx(100 * sum(items[m]["turns"]) / n)
+        for d in ("terminal", "tool_use"):
+            assert report["episode_success"][m][d]["n"] == 3
+        assert report["ood_accuracy"][m]["n"] == 4
+    for m in ("sft", "pivotrl"):
+        delta = turns[m]["delta_vs_pi_0"]
+        diff = [a - b for a, b in zip(items[m]["turns"], items["pi_0"]["turns"])]
+        assert delta["mean"] == pytest.approx(100 * sum(diff) / n)
+        assert delta["ci95"][0] <= delta["mean"] <= delta["ci95"][1]
+    for d in ("terminal", "tool_use"):
+        assert report["oracle_reward"][d] >= 0.95 and report["control_reward"][d] <= 0.05
+    assert report["seconds"]["total"] > 0
+    assert 0 < report["peak_rss_gib"] < 24  # ru_maxrss of the demo process, in GiB
+    assert "held-out turn acceptance" in table and "out-of-domain accuracy" in table
     assert (wd / "pivot_mean_reward_hist.png").read_bytes()[:4] == b"\x89PNG"
     data = report["data"]["kinds"]
     assert set(data) == {"terminal", "tool_use"}
     for d in data.values():  # absent kinds never reach pi_0's pretraining data
         assert not set(d["absent"]) & set(d["clean"]) and not set(d["absent"]) & set(d["noisy"])
 
+    # pi_0's turn acceptance is what `pivotrl profile` measures with one greedy sample per turn.
+    out = tmp_path / "greedy"
+    assert (
+        cli.main(
+            [
+                "profile",
+                "--config=configs/profile.py:greedy,envs",
+                "--candidates",
+                str(wd / "heldout"),
+                "--output",
+                str(out),
+                f"--config.model_dir={wd / 'base' / 'model'}",
+                "--config.profile.max_new_tokens=8",
+                "--noprogress",
+            ]
+        )
+        == 0
+    )
+    from pivotrl_jax.data import records as records_io
+
+    greedy = [
+        r["profile"]["mean"]
+        for r in records_io.read_records(out, prefix="profiled-p00000-of-00001")
+    ]
+    assert turns["pi_0"]["mean"] == pytest.approx(100 * sum(greedy) / len(greedy))
+
     # A second run reuses every stage.
     assert cli.main(argv) == 0
     again = json.loads((wd / "report.json").read_text())
     assert set(again["stages_reused"]) >= {"data", "base", "extract", "profile", "select", "train"}
-    assert again["eval"] == report["eval"]
+    assert set(again["stages_reused"]) >= {"sft", "heldout", "eval_pi_0", "eval_pivotrl"}
+    assert again["heldout_turn_acceptance"] == report["heldout_turn_acceptance"]

@@ -73,14 +73,11 @@ def test_verifier_specs_build_and_ood_has_none():
     from pivotrl_jax.envs import verifier_spec
     from pivotrl_jax.rewards import build_verifier
 
-    assert (verifier_spec("tool_use").name, dict(verifier_spec("tool_use").params)) == (
-        "tool_call",
-        {"threshold": 0.1},
-    )
-    assert (verifier_spec("terminal").name, dict(verifier_spec("terminal").params)) == (
-        "shell",
-        {"sandbox": "terminal"},
-    )
+    for domain in ("tool_use", "terminal"):
+        assert (verifier_spec(domain).name, dict(verifier_spec(domain).params)) == (
+            "env_acceptable",
+            {"domain": domain, "progress": True},
+        )
     for domain in ("tool_use", "terminal"):
         spec = verifier_spec(domain)
         build_verifier(spec.name, **spec.params)

@@ -108,33 +108,30 @@ def _terminal_state(kind: str, prefix: str):
         for k, m in enumerate(msgs):
             if m.get("tool_calls"):
                 cmd = json.loads(m["tool_calls"][0]["function"]["arguments"])["command"]
-                if cmd.startswith(prefix) and cmd.count(".tmp") == 1:  # one file per command
+                if cmd.startswith(prefix):
                     return terminal_task(traj["metadata"]["session"]), msgs[:k], m, cmd
     raise AssertionError(kind)
 
 
-def test_terminal_progress_accepts_other_needed_deletions_only():
-    task, history, expected, cmd = _terminal_state("clean_tmp", "rm ")
+def test_terminal_progress_accepts_part_of_the_needed_deletions_only():
+    """Expected: one `find -delete` of every .tmp file; deleting one of them is progress."""
+    task, history, expected, _ = _terminal_state("clean_tmp", "find ")
     doomed = task.params["doomed"]
-    removed = [p for p in doomed if p in cmd or p.split("/", 1)[1] in cmd]
-    assert len(removed) == 1
-    other = next(p for p in doomed if p not in removed)
     keep = next(p[len("/home/user/") :] for p in task.initial.files if p.endswith(".txt"))
-    assert not terminal_ok(history, expected, _cmd(f"rm {other}"))
-    assert terminal_ok(history, expected, _cmd(f"rm {other}"), progress=True)
-    assert terminal_ok(
-        history, expected, _cmd(f"find {task.params['dir']} -name '*.tmp' -delete"), progress=True
-    )
+    assert not terminal_ok(history, expected, _cmd(f"rm {doomed[0]}"))
+    assert terminal_ok(history, expected, _cmd(f"rm {doomed[0]}"), progress=True)
+    assert terminal_ok(history, expected, _cmd(f"rm {' '.join(doomed)}"))
     assert not terminal_ok(history, expected, _cmd(f"rm {keep}"), progress=True)
+    assert not terminal_ok(history, expected, _cmd(f"rm {doomed[0]} {keep}"), progress=True)
     assert not terminal_ok(history, expected, _cmd(f"ls {task.params['dir']}"), progress=True)
 
 
 def test_verifier_passes_progress_through():
-    task, history, expected, _ = _terminal_state("clean_tmp", "rm ")
+    task, history, expected, _ = _terminal_state("clean_tmp", "find ")
     state = VerifyState(messages=tuple(history), env="terminal")
-    everything = parse_action(_cmd(f"find {task.params['dir']} -name '*.tmp' -delete"))
+    one = parse_action(_cmd(f"rm {task.params['doomed'][0]}"))
     strict = build_verifier("env_acceptable", domain="terminal")
     lenient = build_verifier("env_acceptable", domain="terminal", progress=True)
     exp = parse_action(expected)
-    assert strict.verify(state, exp, everything).reward == 0.0
-    assert lenient.verify(state, exp, everything).reward == 1.0
+    assert strict.verify(state, exp, one).reward == 0.0
+    assert lenient.verify(state, exp, one).reward == 1.0

@@ -90,16 +90,16 @@ def test_replay_needs_a_session():
 def test_expected_actions_are_acceptable_and_harmful_ones_are_not():
     checked = 0
     for traj in TRAJECTORIES[:150]:
-        task = make_task(traj["metadata"]["session"])
         for history, m in _turns(traj):
             assert acceptable(history, m, m)
             if m.get("tool_calls"):
                 assert not acceptable(history, m, _cmd("rm -rf ~"))
                 assert not acceptable(history, m, {"role": "assistant", "content": "Done."})
-            elif task.answer is not None:
+            else:
                 assert not acceptable(history, m, "I could not find it.")
+                assert not acceptable(history, m, _cmd("ls"))
             checked += 1
-    assert checked > 400
+    assert checked > 300
 
 
 def _state_before(kind: str, first_command_prefix: str):
@@ -139,17 +139,23 @@ def test_lookup_alternatives_need_the_expected_information():
     assert not acceptable(history, lines, names_only)  # lacks the matching line's text
 
 
-def test_shell_verifier_uses_the_registered_sandbox():
+def test_domain_verifier_accepts_other_spellings_and_steps_of_a_correct_plan():
     task, history, expected = _state_before("archive_files", "mv ")
-    src, dst, ext = (task.params[k] for k in ("src", "dst", "ext"))
-    verifier = build_verifier(
-        **{"name": DOMAINS.get("terminal").verifier.name, **DOMAINS.get("terminal").verifier.params}
-    )
+    src, dst, ext, moved = (task.params[k] for k in ("src", "dst", "ext", "moved"))
+    spec = DOMAINS.get("terminal").verifier
+    verifier = build_verifier(spec.name, **spec.params)
     state = VerifyState(messages=tuple(history), tools=tuple(TerminalEnv(task).tools))
     exp = parse_action(expected)
-    same = verifier.verify(state, exp, parse_action(_cmd(f"mv ./{src}/*{ext} /home/user/{dst}/")))
-    other = verifier.verify(state, exp, parse_action(_cmd(f"cp {src}/*{ext} {dst}/")))
-    assert same.reward == 1.0 and other.reward == 0.0
+
+    def reward(command: str) -> float:
+        return verifier.verify(state, exp, parse_action(_cmd(command))).reward
+
+    assert reward(f"mv ./{src}/*{ext} /home/user/{dst}/") == 1.0  # same effect
+    assert reward(f"mv {src}/{moved[0]} {dst}/") == 1.0  # one of the needed moves
+    assert reward(f"cp {src}/*{ext} {dst}/") == 1.0  # the first half of copy-then-delete
+    assert reward(f"mv {src}/*{ext} {src}/..") == 0.0  # somewhere else
+    assert reward(f"rm {src}/{moved[0]}") == 0.0  # loses a file
+    assert reward(f"cat {src}/{moved[0]}") == 0.0  # no progress
 
 
 def test_observation_marks_failures():

@@ -246,23 +246,28 @@ def test_closing_messages_must_carry_the_answer():
     raise AssertionError("no order_status trajectory")
 
 
-def test_confirmation_turn_accepts_any_message_but_no_write():
+def test_confirmation_turn_needs_a_question_about_the_order_and_no_write():
     task, history, _ = _state("refund_order", "refund_order")
     ask_k = max(
         k for k, m in enumerate(history) if m["role"] == "assistant" and not m.get("tool_calls")
     )
     before, expected = history[:ask_k], history[ask_k]
-    assert acceptable(before, expected, "Shall I refund it?")
+    oid = task.params["order_id"]
+    assert acceptable(before, expected, f"Shall I refund order {oid}?")
+    assert acceptable(before, expected, f"Refund {oid.lower()}, right?")
+    assert not acceptable(before, expected, "Shall I refund it?")
     refund = _calls(("refund_order", {"order_id": task.params["order_id"], "reason": "broken"}))
     assert not acceptable(before, expected, refund)
 
 
 def test_tool_call_verifier_is_stricter_than_execution():
-    """The reference verifier needs the same argument keys; execution accepts email for name."""
+    """The reference verifier needs the same argument keys; execution (the domain's verifier)
+    accepts email for name."""
     task, history, expected = _state("order_status", "find_customer")
     c = task.world["customers"][task.params["customer_id"]]
+    verifier = build_verifier("tool_call", threshold=0.1)
     spec = DOMAINS.get("tool_use").verifier
-    verifier = build_verifier(spec.name, **spec.params)
+    assert spec.name == "env_acceptable"
     state = VerifyState(messages=tuple(history), tools=tuple(ToolUseEnv(task).tools))
     keys = set(json.loads(expected["tool_calls"][0]["function"]["arguments"]))
     swapped = _calls(

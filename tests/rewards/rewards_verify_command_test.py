@@ -248,9 +248,13 @@ def test_public_pivot_row_form(tmp_path):
 def test_shell_verifier_with_the_terminal_sandbox(tmp_path):
     from pivotrl_jax.envs import generate_sft
 
-    record = generate_sft("terminal", 1, 0)[0]
+    record = next(
+        r
+        for r in generate_sft("terminal", 50, 0)
+        if sum(bool(m.get("tool_calls")) for m in r["messages"]) > 1
+    )
     msgs = record["messages"]
-    i = next(k for k, m in enumerate(msgs) if k > 2 and m.get("tool_calls"))
+    i = [k for k, m in enumerate(msgs) if m.get("tool_calls")][1]
     row = lambda command: {
         "tools": record["tools"],
         "messages": msgs[:i],

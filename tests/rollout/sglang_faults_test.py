@@ -44,6 +44,15 @@ def reply_for(body: dict, version: str = "0") -> dict:
     return item if n == 1 else [item] * n
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Stub:
     """A local HTTP server answering with `script`: a list of (status, payload-or-None) popped
     per request; None as payload echoes a valid /generate reply; "drop" closes the socket."""
@@ -61,12 +70,7 @@ class Stub:
                 if payload == "drop":
                     self.connection.close()
                     return
-                data = json.dumps(reply_for(body) if payload is None else payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, reply_for(body) if payload is None else payload)
 
             def log_message(self, *args):
                 pass

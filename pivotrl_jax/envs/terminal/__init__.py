@@ -14,7 +14,7 @@ DOMAINS.register(
         make_task=make_task,
         make_env=make_env,
         expert=expert,
-        verifier=VerifierSpec("shell", {"sandbox": "terminal"}),
+        verifier=VerifierSpec("env_acceptable", {"domain": DOMAIN, "progress": True}),
         acceptable=acceptable,
     ),
 )

@@ -116,10 +116,11 @@ def cd(fs, flags, values, operands, stdin):
     if len(operands) > 1:
         return Out(stderr="cd: too many arguments\n", status=1)
     target = fs.resolve(operands[0]) if operands else HOME
+    shown = operands[0] if operands else HOME
     if fs.is_file(target):
-        return Out(stderr=f"cd: {operands[0]}: Not a directory\n", status=1)
+        return Out(stderr=f"cd: {shown}: Not a directory\n", status=1)
     if not fs.is_dir(target):
-        return Out(stderr=f"cd: {operands[0]}: No such file or directory\n", status=1)
+        return Out(stderr=f"cd: {shown}: No such file or directory\n", status=1)
     fs.cwd = target
     return Out()
 
@@ -230,7 +231,7 @@ def _transfer(name: str, fs: VirtualFS, operands: list[str], recursive: bool, mo
             errors.append(f"{name}: -r not specified; omitting directory '{op}'\n")
         elif target == src:
             errors.append(f"{name}: '{op}' and '{dest_op}' are the same file\n")
-        elif fs.is_dir(src) and target.startswith(src + "/"):
+        elif fs.is_dir(src) and (target + "/").startswith(src.rstrip("/") + "/"):
             verb = "move" if move else "copy"
             errors.append(f"{name}: cannot {verb} '{op}' to a subdirectory of itself\n")
         elif fs.is_dir(target) and not fs.is_dir(src):

@@ -4,7 +4,7 @@ The state at any turn is rebuilt from the messages alone (`replay`): the session
 prompt gives the task and its initial filesystem, and the earlier `run_command` calls are run
 again in order. `TerminalSandbox` offers that state to the shell verifier (registered in
 `pivotrl_jax.rewards.sandbox.SANDBOXES` as "terminal"), and `acceptable` compares two actions by
-executing both.
+executing both (the terminal domain's functional verifier, `env_acceptable`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pivotrl_jax.envs.answers import answer_in
 from pivotrl_jax.envs.base import Message, ToolSpec
 from pivotrl_jax.envs.messages import function_spec, history_calls, tool_result
 from pivotrl_jax.envs.progress import moves_toward
@@ -21,24 +20,16 @@ from pivotrl_jax.envs.terminal.shell import Shell, ShellResult
 from pivotrl_jax.envs.terminal.tasks import TOOL_NAME, TerminalTask, make_task
 from pivotrl_jax.rewards.actions import parse_action
 from pivotrl_jax.rewards.base import VerifyState
+from pivotrl_jax.rewards.message import states
 from pivotrl_jax.rewards.sandbox import SANDBOXES, SandboxResult
 
 TOOLS: list[ToolSpec] = [
-    function_spec(
-        TOOL_NAME,
-        "Run a shell command in the workspace and return its output.",
-        {"command": {"type": "string", "description": "The command line to run."}},
-        ["command"],
-    )
+    function_spec(TOOL_NAME, "Run a shell command.", {"command": {"type": "string"}}, ["command"])
 ]
 
 
 def system_prompt(session: int) -> str:
-    return (
-        "You are a shell assistant in a Linux workspace at /home/user. Run commands with "
-        "run_command, one at a time. When the task is done, reply with a short answer. "
-        + session_line(session)
-    )
+    return "Shell at /home/user. Run commands, then reply. " + session_line(session)
 
 
 def observation(result: ShellResult) -> str:
@@ -88,7 +79,7 @@ class TerminalEnv:
             return False
         if _normal(self.shell.fs.tree()) != _normal(self.task.goal):
             return False
-        return self.task.answer is None or answer_in(self.task.answer, self.final_text)
+        return self.task.answer is None or states(self.task.answer, self.final_text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,10 +120,10 @@ def sandbox(state: VerifyState) -> TerminalSandbox:
 SANDBOXES.register("terminal", sandbox)
 
 
-def _info(output: str, cwd: str) -> set[str]:
-    """The words of an output, with paths spelled relative to `cwd` (`./a`, `~/a` and
+def _info(text: str, cwd: str) -> set[str]:
+    """The words of `text`, with paths spelled relative to `cwd` (`./a`, `~/a` and
     `/home/user/a` all read `a` from home): the information, not its spelling."""
-    words = output.replace(":", " ").split()
+    words = text.replace(":", " ").split()
     prefixes = (cwd.rstrip("/") + "/", "./", "~/") if cwd != "/" else ("./",)
     out = set()
     for w in words:
@@ -140,7 +131,7 @@ def _info(output: str, cwd: str) -> set[str]:
             if w.startswith(prefix) and len(w) > len(prefix):
                 w = w[len(prefix) :]
                 break
-        out.add(w)
+        out.add(w.rstrip("/") if len(w) > 1 else w)
     return out
 
 
@@ -149,38 +140,51 @@ def _flat(tree) -> dict[tuple, Any]:
     return {("d", d): True for d in dirs} | {("f", p): t.rstrip("\n") for p, t in files}
 
 
+def _run(shell: Shell, lines: list[str]):
+    """Run `lines` on a copy of `shell`'s filesystem: (filesystem, all succeeded, what the output
+    says beyond the command lines' own words)."""
+    fs = shell.fs.copy()
+    results = [Shell(fs).run(line) for line in lines]
+    output = "".join(r.output for r in results)
+    said = _info(output, shell.fs.cwd) - _info(" ".join(lines), shell.fs.cwd)
+    return fs, all(r.ok for r in results), said
+
+
 def acceptable(
     history: list[Message], expected: Any, candidate: Any, progress: bool = False
 ) -> bool:
-    """Run both actions from the state after `history`: tool calls are acceptable when they
-    succeed (or the expected one failed too), leave the same filesystem and working directory,
-    and print at least the expected output's words. With `progress`, where the expected command
-    changes files, any successful command whose every file change matches the goal is
-    acceptable too. A final message is acceptable when it holds the task's answer (if the task
-    is a question)."""
+    """Run both actions from the state after `history`.
+
+    Tool calls are acceptable when they succeed (or the expected one failed too), leave the same
+    filesystem and working directory, and print at least what the expected output says (its
+    words beyond those of the command line, paths compared whatever their spelling). With
+    `progress`, a successful command whose every file change takes its goal value is acceptable
+    too where the expected command changes files, or where it is a no-op (changes nothing and
+    says nothing, like `mkdir -p` of an existing folder). A final message is acceptable when it
+    states the task's `report` fact (the answer to a question, or what was changed)."""
     exp, cand = parse_action(expected), parse_action(candidate)
     if cand.kind == "invalid" or cand.kind != exp.kind:
         return False
     task, shell = replay(history)
     if exp.kind == "message":
-        return task.answer is None or answer_in(task.answer, cand.text)
+        return states(task.report, cand.text)
     runs = []
     for action in (exp, cand):
-        fs = shell.fs.copy()
         lines = commands([(c.name, c.arguments) for c in action.tool_calls])
         if not lines or len(lines) != len(action.tool_calls):  # every call must be a command
             return False
-        results = [Shell(fs).run(line) for line in lines]
-        output = "".join(r.output for r in results)
-        runs.append((fs, all(r.ok for r in results), _info(output, shell.fs.cwd)))
-    (exp_fs, exp_ok, exp_info), (cand_fs, cand_ok, cand_info) = runs
-    if cand_fs.digest() == exp_fs.digest() and (cand_ok or not exp_ok) and exp_info <= cand_info:
+        runs.append(_run(shell, lines))
+    (exp_fs, exp_ok, exp_said), (cand_fs, cand_ok, cand_said) = runs
+    if cand_fs.digest() == exp_fs.digest() and (cand_ok or not exp_ok) and exp_said <= cand_said:
         return True
     if not (progress and cand_ok):
         return False
     before = _flat(shell.fs.tree())
     expected_writes = _flat(exp_fs.tree()) != before
-    return expected_writes and moves_toward(before, _flat(cand_fs.tree()), _flat(task.goal))
+    no_op = exp_ok and exp_fs.digest() == shell.fs.digest() and not exp_said
+    return (expected_writes or no_op) and moves_toward(
+        before, _flat(cand_fs.tree()), _flat(task.goal)
+    )
 
 
 def make_env(task: TerminalTask) -> TerminalEnv:

@@ -105,13 +105,15 @@ class VirtualFS:
             raise FsError("File exists")
         if self.is_file(path):
             raise FsError("File exists")
-        up = parent(path)
-        if not self.is_dir(up):
+        missing = [path]  # path and its missing ancestors, deepest first (no recursion: a
+        while not self.is_dir(up := parent(missing[-1])):  # path may be thousands deep)
             if not parents:
                 raise FsError("No such file or directory")
-            self.mkdir(up, parents=True)
-        self._room(1)
-        self.dirs.add(path)
+            if self.is_file(up):
+                raise FsError("Not a directory")
+            missing.append(up)
+        self._room(len(missing))
+        self.dirs.update(missing)
 
     def write(self, path: str, text: str, append: bool = False) -> None:
         if self.is_dir(path):

@@ -37,12 +37,78 @@ class KindDraw:
     instruction: str
     goal: VirtualFS
     params: dict[str, Any]
-    answer: str | None = None
+    answer: str | None = None  # what the final message must contain (questions)
+    report: str = ""  # the fact a final message must state (the answer, or what changed)
 
 
 Build = Callable[[random.Random, VirtualFS], KindDraw]
 KINDS: Registry[Build] = Registry("terminal task kind")
 CHAINED_KINDS: Registry[Build] = Registry("chained terminal task kind")
+
+# How each kind's request is phrased: `str.format` templates over the kind's fields. They are
+# data, so a solver that reads only the prompt can parse a request (`envs/oracle.py`).
+INSTRUCTIONS: dict[str, tuple[str, ...]] = {
+    "archive_files": (
+        "Move all {ext} files from {src} into {dst}.",
+        "Please put every {ext} file that is in {src}/ into the {dst} folder.",
+        "I want the {ext} files in {src} moved to {dst}.",
+        "Can you move the {ext} files out of {src} and into {dst}?",
+    ),
+    "make_file": (
+        "Create a directory {dir} and put a file {name} in it containing the line '{content}'.",
+        "Make the folder {dir} with a file named {name} that says '{content}'.",
+        "I need {dir}/{name} with the text '{content}' in it. The folder does not exist yet.",
+    ),
+    "clean_tmp": (
+        "Delete every .tmp file under {dir}, including subfolders.",
+        "Remove all the .tmp files anywhere inside {dir}.",
+        "Clean up {dir}: delete all files ending in .tmp, also those in its subdirectories.",
+    ),
+    "backup_dir": (
+        "Make a copy of the {src} folder called {dst}.",
+        "Back up {src}: copy the whole directory to {dst}.",
+        "Please duplicate the directory {src} as {dst}.",
+    ),
+    "rename_file": (
+        "Rename {dir}/{old} to {new}.",
+        "In {dir}, change the name of {old} to {new}.",
+        "Please rename the file {old} in {dir} so that it is called {new}.",
+    ),
+    "append_line": (
+        "Add the line '{line}' to the end of {path}.",
+        "Append {line} as a new last line of {path}.",
+        "Please add a line saying {line} at the bottom of {path}.",
+    ),
+    "find_word": (
+        "Which file in {dir} mentions the word {word}?",
+        "Find the file under {dir} that contains '{word}' and tell me its name.",
+        "One file somewhere in {dir} has the word {word} in it. Which one is it?",
+    ),
+    "count_lines": (
+        "How many lines are in {path}?",
+        "Count the lines of {path} for me.",
+        "Tell me the number of lines in the file {path}.",
+    ),
+    "count_matches": (
+        "How many lines of {path} contain the word {word}?",
+        "Count the lines in {path} that mention {word}.",
+        "In {path}, on how many lines does '{word}' appear?",
+    ),
+    "move_match": (
+        "Move the file in {dir} that mentions {word} into {dst}.",
+        "One file under {dir} contains the word {word}. Put it in the {dst} folder.",
+        "Find the file in {dir} with '{word}' in it and move it to {dst}.",
+    ),
+    "count_into_file": (
+        "Count the lines of {path} and write the number to {out}.",
+        "Put the number of lines in {path} into a new file {out}.",
+        "How many lines does {path} have? Save just that number in {out}.",
+    ),
+}
+
+
+def phrase(rng: random.Random, kind: str, **fields: str) -> str:
+    return rng.choice(INSTRUCTIONS[kind]).format(**fields)
 
 
 def line(rng: random.Random) -> str:
@@ -95,14 +161,7 @@ def archive_files(rng: random.Random, fs: VirtualFS) -> KindDraw:
     goal.dirs.add(f"{HOME}/{dst}")
     for name in moved:
         goal.files[f"{HOME}/{dst}/{name}"] = goal.files.pop(f"{HOME}/{src}/{name}")
-    instruction = rng.choice(
-        [
-            f"Move all {ext} files from {src} into {dst}.",
-            f"Please put every {ext} file that is in {src}/ into the {dst} folder.",
-            f"I want the {ext} files in {src} moved to {dst}.",
-            f"Can you move the {ext} files out of {src} and into {dst}?",
-        ]
-    )
+    instruction = phrase(rng, "archive_files", ext=ext, src=src, dst=dst)
     params = {
         "src": src,
         "dst": dst,
@@ -110,7 +169,7 @@ def archive_files(rng: random.Random, fs: VirtualFS) -> KindDraw:
         "moved": moved,
         "dst_exists": fs.is_dir(f"{HOME}/{dst}"),
     }
-    return KindDraw(instruction, goal, params)
+    return KindDraw(instruction, goal, params, report=dst)
 
 
 @KINDS.register("make_file")
@@ -121,16 +180,13 @@ def make_file(rng: random.Random, fs: VirtualFS) -> KindDraw:
     goal = fs.copy()
     goal.mkdir(f"{HOME}/{d}", parents=True)
     goal.files[f"{HOME}/{d}/{name}"] = content + "\n"
-    instruction = rng.choice(
-        [
-            f"Create a directory {d} and put a file {name} in it containing the line '{content}'.",
-            f"Make the folder {d} with a file named {name} that says '{content}'.",
-            f"I need {d}/{name} with the text '{content}' in it. The folder does not exist yet.",
-        ]
-    )
+    instruction = phrase(rng, "make_file", dir=d, name=name, content=content)
     parents_exist = fs.is_dir(posixpath.dirname(f"{HOME}/{d}"))
     return KindDraw(
-        instruction, goal, {"dir": d, "name": name, "content": content, "flat": parents_exist}
+        instruction,
+        goal,
+        {"dir": d, "name": name, "content": content, "flat": parents_exist},
+        report=name,
     )
 
 
@@ -146,14 +202,8 @@ def clean_tmp(rng: random.Random, fs: VirtualFS) -> KindDraw:
     goal = fs.copy()
     for path in doomed:
         del goal.files[f"{HOME}/{path}"]
-    instruction = rng.choice(
-        [
-            f"Delete every .tmp file under {d}, including subfolders.",
-            f"Remove all the .tmp files anywhere inside {d}.",
-            f"Clean up {d}: delete all files ending in .tmp, also those in its subdirectories.",
-        ]
-    )
-    return KindDraw(instruction, goal, {"dir": d, "sub": sub, "doomed": doomed})
+    instruction = phrase(rng, "clean_tmp", dir=d)
+    return KindDraw(instruction, goal, {"dir": d, "sub": sub, "doomed": doomed}, report=d)
 
 
 @KINDS.register("backup_dir")
@@ -163,14 +213,8 @@ def backup_dir(rng: random.Random, fs: VirtualFS) -> KindDraw:
     _files(rng, fs, src, [".conf", ".txt", ".json"][: rng.randint(2, 3)])
     goal = fs.copy()
     goal.copy_tree(f"{HOME}/{src}", f"{HOME}/{dst}")
-    instruction = rng.choice(
-        [
-            f"Make a copy of the {src} folder called {dst}.",
-            f"Back up {src}: copy the whole directory to {dst}.",
-            f"Please duplicate the directory {src} as {dst}.",
-        ]
-    )
-    return KindDraw(instruction, goal, {"src": src, "dst": dst})
+    instruction = phrase(rng, "backup_dir", src=src, dst=dst)
+    return KindDraw(instruction, goal, {"src": src, "dst": dst}, report=dst)
 
 
 @KINDS.register("rename_file")
@@ -182,14 +226,8 @@ def rename_file(rng: random.Random, fs: VirtualFS) -> KindDraw:
     new = rng.choice([n for n in names if not fs.exists(f"{HOME}/{d}/{n}")])
     goal = fs.copy()
     goal.files[f"{HOME}/{d}/{new}"] = goal.files.pop(f"{HOME}/{d}/{old}")
-    instruction = rng.choice(
-        [
-            f"Rename {d}/{old} to {new}.",
-            f"In {d}, change the name of {old} to {new}.",
-            f"Please rename the file {old} in {d} so that it is called {new}.",
-        ]
-    )
-    return KindDraw(instruction, goal, {"dir": d, "old": old, "new": new})
+    instruction = phrase(rng, "rename_file", dir=d, old=old, new=new)
+    return KindDraw(instruction, goal, {"dir": d, "old": old, "new": new}, report=new)
 
 
 @KINDS.register("append_line")
@@ -204,14 +242,8 @@ def append_line(rng: random.Random, fs: VirtualFS) -> KindDraw:
     goal = fs.copy()
     goal.files[f"{HOME}/{d}/{name}"] += new + "\n"
     path = f"{d}/{name}"
-    instruction = rng.choice(
-        [
-            f"Add the line '{new}' to the end of {path}.",
-            f"Append {new} as a new last line of {path}.",
-            f"Please add a line saying {new} at the bottom of {path}.",
-        ]
-    )
-    return KindDraw(instruction, goal, {"path": path, "line": new})
+    instruction = phrase(rng, "append_line", line=new, path=path)
+    return KindDraw(instruction, goal, {"path": path, "line": new}, report=new)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,15 +268,9 @@ def _plant(rng: random.Random, fs: VirtualFS, d: str) -> tuple[str, str]:
 def find_word(rng: random.Random, fs: VirtualFS) -> KindDraw:
     d = _fresh(rng, fs, ["docs", "notes", "wiki"])
     word, hit = _plant(rng, fs, d)
-    instruction = rng.choice(
-        [
-            f"Which file in {d} mentions the word {word}?",
-            f"Find the file under {d} that contains '{word}' and tell me its name.",
-            f"One file somewhere in {d} has the word {word} in it. Which one is it?",
-        ]
-    )
+    instruction = phrase(rng, "find_word", dir=d, word=word)
     answer = posixpath.basename(hit)
-    return KindDraw(instruction, fs.copy(), {"dir": d, "word": word, "hit": hit}, answer)
+    return KindDraw(instruction, fs.copy(), {"dir": d, "word": word, "hit": hit}, answer, answer)
 
 
 @KINDS.register("count_lines")
@@ -258,14 +284,8 @@ def count_lines(rng: random.Random, fs: VirtualFS) -> KindDraw:
         "".join(f"{rng.choice(STEMS)},{rng.randint(1, 99)}\n" for _ in range(rows)),
     )
     path = f"{d}/{name}"
-    instruction = rng.choice(
-        [
-            f"How many lines are in {path}?",
-            f"Count the lines of {path} for me.",
-            f"Tell me the number of lines in the file {path}.",
-        ]
-    )
-    return KindDraw(instruction, fs.copy(), {"path": path, "rows": rows}, str(rows))
+    instruction = phrase(rng, "count_lines", path=path)
+    return KindDraw(instruction, fs.copy(), {"path": path, "rows": rows}, str(rows), str(rows))
 
 
 @KINDS.register("count_matches")
@@ -280,16 +300,9 @@ def count_matches(rng: random.Random, fs: VirtualFS) -> KindDraw:
     fs.write(f"{HOME}/{d}/{name}", body)
     count = sum(word in row for row in body.splitlines())
     path = f"{d}/{name}"
-    instruction = rng.choice(
-        [
-            f"How many lines of {path} contain the word {word}?",
-            f"Count the lines in {path} that mention {word}.",
-            f"In {path}, on how many lines does '{word}' appear?",
-        ]
-    )
-    return KindDraw(
-        instruction, fs.copy(), {"path": path, "word": word, "count": count}, str(count)
-    )
+    instruction = phrase(rng, "count_matches", path=path, word=word)
+    params = {"path": path, "word": word, "count": count}
+    return KindDraw(instruction, fs.copy(), params, str(count), str(count))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,13 +319,7 @@ def move_match(rng: random.Random, fs: VirtualFS) -> KindDraw:
     goal = fs.copy()
     goal.dirs.add(f"{HOME}/{dst}")
     goal.files[f"{HOME}/{dst}/{posixpath.basename(hit)}"] = goal.files.pop(f"{HOME}/{hit}")
-    instruction = rng.choice(
-        [
-            f"Move the file in {d} that mentions {word} into {dst}.",
-            f"One file under {d} contains the word {word}. Put it in the {dst} folder.",
-            f"Find the file in {d} with '{word}' in it and move it to {dst}.",
-        ]
-    )
+    instruction = phrase(rng, "move_match", dir=d, word=word, dst=dst)
     params = {
         "dir": d,
         "word": word,
@@ -320,7 +327,7 @@ def move_match(rng: random.Random, fs: VirtualFS) -> KindDraw:
         "dst": dst,
         "dst_exists": fs.is_dir(f"{HOME}/{dst}"),
     }
-    return KindDraw(instruction, goal, params)
+    return KindDraw(instruction, goal, params, report=dst)
 
 
 @CHAINED_KINDS.register("count_into_file")
@@ -334,11 +341,5 @@ def count_into_file(rng: random.Random, fs: VirtualFS) -> KindDraw:
     path, out = f"{d}/{name}", f"{d}/count.txt"
     goal = fs.copy()
     goal.files[f"{HOME}/{out}"] = f"{rows}\n"
-    instruction = rng.choice(
-        [
-            f"Count the lines of {path} and write the number to {out}.",
-            f"Put the number of lines in {path} into a new file {out}.",
-            f"How many lines does {path} have? Save just that number in {out}.",
-        ]
-    )
-    return KindDraw(instruction, goal, {"path": path, "out": out, "rows": rows})
+    instruction = phrase(rng, "count_into_file", path=path, out=out)
+    return KindDraw(instruction, goal, {"path": path, "out": out, "rows": rows}, report=str(rows))

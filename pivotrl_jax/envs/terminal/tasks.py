@@ -31,6 +31,7 @@ class TerminalTask:
     goal: tuple[tuple[str, ...], tuple[tuple[str, str], ...]]  # VirtualFS.tree() when done
     answer: str | None  # text the final message must contain (question tasks)
     params: Mapping[str, Any]
+    report: str = ""  # the fact every final message states: the answer, or what was changed
     domain: str = DOMAIN
 
 
@@ -52,4 +53,5 @@ def make_task(session: int) -> TerminalTask:
         goal=draw.goal.tree(),
         answer=draw.answer,
         params=draw.params,
+        report=draw.report,
     )

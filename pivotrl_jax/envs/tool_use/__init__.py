@@ -15,7 +15,7 @@ DOMAINS.register(
         make_task=make_task,
         make_env=make_env,
         expert=expert,
-        verifier=VerifierSpec("tool_call", {"threshold": 0.1}),
+        verifier=VerifierSpec("env_acceptable", {"domain": DOMAIN, "progress": True}),
         acceptable=acceptable,
     ),
 )

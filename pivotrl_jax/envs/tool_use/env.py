@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pivotrl_jax.envs.answers import answer_in
 from pivotrl_jax.envs.base import Message
 from pivotrl_jax.envs.messages import action_calls, history_calls, tool_result
 from pivotrl_jax.envs.progress import flatten, moves_toward
@@ -20,13 +19,13 @@ from pivotrl_jax.envs.tool_use.tasks import ToolUseTask, make_task
 from pivotrl_jax.envs.tool_use.tools import TOOLS, dumps, execute, facts
 from pivotrl_jax.envs.tool_use.world import DB, copy_db, functional
 from pivotrl_jax.rewards.actions import parse_action
+from pivotrl_jax.rewards.message import states, states_all
 
 
 def system_prompt(session: int) -> str:
     return (
-        "You are a support agent for an online shop. Use the tools to look up and change "
-        "customer data. Find the customer first, ask before you cancel, refund or change "
-        "anything, and end with a short reply. " + session_line(session)
+        "Shop support. Find the customer first, ask before any change, end with a short reply. "
+        + session_line(session)
     )
 
 
@@ -67,7 +66,7 @@ class ToolUseEnv:
         """The judged database equals the goal and the final message holds the answer."""
         if self.final_text is None or functional(self.db) != self.task.goal:
             return False
-        return self.task.answer is None or answer_in(self.task.answer, self.final_text)
+        return self.task.answer is None or states(self.task.answer, self.final_text)
 
 
 def make_env(task: ToolUseTask) -> ToolUseEnv:
@@ -104,8 +103,9 @@ def acceptable(
     """Tool calls: every call succeeds, the judged database ends equal to the expected one's,
     and the candidate reveals what the expected calls newly reveal. With `progress`, where the
     expected action writes, any successful write that moves the database toward the goal is
-    acceptable too. Messages: any message, but a closing one (the user has nothing left to say)
-    must contain the task's answer."""
+    acceptable too. Messages state the task's facts: a closing one (the user has nothing left
+    to say) its `report` (the answer, or what changed), an earlier one (a confirmation
+    question) its `ask_facts` (the order or address it asks about)."""
     exp, cand = parse_action(expected), parse_action(candidate)
     if cand.kind == "invalid" or cand.kind != exp.kind:
         return False
@@ -113,7 +113,7 @@ def acceptable(
     if exp.kind == "message":
         users = sum(m.get("role") == "user" for m in history)
         closing = users >= len(task.user_turns)
-        return not closing or task.answer is None or answer_in(task.answer, cand.text)
+        return states_all(task.report if closing else task.ask_facts, cand.text)
     exp_db, exp_facts, _ = _run(db, action_calls(exp))
     cand_db, cand_facts, cand_ok = _run(db, action_calls(cand))
     wanted = (exp_facts - known) or exp_facts

@@ -1,9 +1,11 @@
-"""The tool-use expert: look the customer up, find the order, confirm, change, answer.
+"""The tool-use expert: look the customer up, list the orders, confirm, change, answer.
 
+Every step is one the state determines (the request, the user's replies and the tool results
+seen so far), so a policy that reads only the prompt can match it (see `envs/oracle.py`).
 Variation covers the acceptable alternatives at each state: `find_customer` by email, by name
-or by both, in either key order; the order found through `list_orders` or through
-`get_customer` then `get_order` (one call per turn, or all in one parallel turn); argument
-order of writes; paraphrased reasons (free text); paraphrased messages.
+or by both, in either key order; argument order of writes; several writes in one parallel turn
+or one per turn, in any order; paraphrased reasons (free text); paraphrased messages, which
+always state the task's facts (the order asked about, the new address, the answer).
 """
 
 from __future__ import annotations
@@ -45,19 +47,9 @@ def find(task: ToolUseTask, rng: random.Random) -> Calls:
     return [("find_customer", shuffled(rng, {k: customer[k] for k in keys}))]
 
 
-def orders(task: ToolUseTask, rng: random.Random, target: str | None) -> list[Step]:
-    """Turns that reveal the customer's orders up to `target` (all when None)."""
-    cid = task.params["customer_id"]
-    ids = task.world["customers"][cid]["order_ids"]
-    if target is not None:
-        ids = ids[: ids.index(target) + 1]
-    variant = rng.choice(["list", "list", "one_by_one", "parallel"])
-    if variant == "list":
-        return [[("list_orders", {"customer_id": cid})]]
-    profile: list[Step] = [[("get_customer", {"customer_id": cid})]]
-    if variant == "parallel":
-        return [*profile, [("get_order", {"order_id": o}) for o in ids]]
-    return profile + [[("get_order", {"order_id": o})] for o in ids]
+def orders(task: ToolUseTask) -> list[Step]:
+    """The turn that reveals the customer's orders."""
+    return [[("list_orders", {"customer_id": task.params["customer_id"]})]]
 
 
 def reason_arg(task: ToolUseTask, rng: random.Random) -> str:
@@ -88,10 +80,10 @@ def _status(task: ToolUseTask, rng: random.Random) -> list[Step]:
         [
             f"Your {product} order {oid} is {status}.",
             f"Order {oid} with the {product} is {status}.",
-            f"The order is {status}.",
+            f"The {product} order is {status}.",
         ]
     )
-    return [find(task, rng), *orders(task, rng, oid), final]
+    return [find(task, rng), *orders(task), final]
 
 
 @PLANS.register("total_spent")
@@ -105,7 +97,7 @@ def _total(task: ToolUseTask, rng: random.Random) -> list[Step]:
             f"The total of your {n} orders is {total} dollars.",
         ]
     )
-    return [find(task, rng), *orders(task, rng, None), final]
+    return [find(task, rng), *orders(task), final]
 
 
 @PLANS.register("cancel_order")
@@ -121,9 +113,9 @@ def _cancel(task: ToolUseTask, rng: random.Random) -> list[Step]:
     )
     cancel = ("cancel_order", shuffled(rng, {"order_id": oid, "reason": reason_arg(task, rng)}))
     final = rng.choice(
-        [f"Order {oid} is cancelled.", f"Done. Your {product} order has been cancelled."]
+        [f"Order {oid} is cancelled.", f"Done. Your {product} order {oid} has been cancelled."]
     )
-    return [find(task, rng), *orders(task, rng, oid), ask, [cancel], final]
+    return [find(task, rng), *orders(task), ask, [cancel], final]
 
 
 @PLANS.register("refund_order")
@@ -144,7 +136,7 @@ def _refund(task: ToolUseTask, rng: random.Random) -> list[Step]:
             f"Order {oid} has been refunded.",
         ]
     )
-    return [find(task, rng), *orders(task, rng, oid), ask, [refund], final]
+    return [find(task, rng), *orders(task), ask, [refund], final]
 
 
 def _move_call(task: ToolUseTask, rng: random.Random) -> tuple[str, dict]:
@@ -155,8 +147,7 @@ def _move_call(task: ToolUseTask, rng: random.Random) -> tuple[str, dict]:
 
 @PLANS.register("update_address")
 def _move(task: ToolUseTask, rng: random.Random) -> list[Step]:
-    street, city, cid = task.params["street"], task.params["city"], task.params["customer_id"]
-    look: list[Step] = [[("get_customer", {"customer_id": cid})]] if rng.random() < 0.4 else []
+    street, city = task.params["street"], task.params["city"]
     ask = rng.choice(
         [
             f"I will change your address to {street}, {city}. Is that correct?",
@@ -164,9 +155,9 @@ def _move(task: ToolUseTask, rng: random.Random) -> list[Step]:
         ]
     )
     final = rng.choice(
-        ["Your address has been updated.", f"Done, your address is now {street}, {city}."]
+        [f"Your address is now {street}, {city}.", f"Done, your address is now {street}, {city}."]
     )
-    return [find(task, rng), *look, ask, [_move_call(task, rng)], final]
+    return [find(task, rng), ask, [_move_call(task, rng)], final]
 
 
 @PLANS.register("cancel_and_move")
@@ -183,9 +174,12 @@ def _cancel_and_move(task: ToolUseTask, rng: random.Random) -> list[Step]:
     rng.shuffle(writes)
     changes: list[Step] = [writes] if rng.random() < 0.5 else [[w] for w in writes]
     final = rng.choice(
-        [f"Order {oid} is cancelled and your address is updated.", "Both changes are done."]
+        [
+            f"Order {oid} is cancelled and your address is updated.",
+            f"Both changes are done: order {oid} is cancelled.",
+        ]
     )
-    return [find(task, rng), *orders(task, rng, oid), ask, *changes, final]
+    return [find(task, rng), *orders(task), ask, *changes, final]
 
 
 @PLANS.register("cancel_pending")
@@ -207,8 +201,8 @@ def _cancel_pending(task: ToolUseTask, rng: random.Random) -> list[Step]:
     changes: list[Step] = [cancels] if rng.random() < 0.5 else [[c] for c in cancels]
     final = rng.choice(
         [
-            f"All {len(pending)} pending orders are cancelled.",
+            f"All {len(pending)} pending orders ({', '.join(sorted(pending))}) are cancelled.",
             f"Done. I cancelled {', '.join(sorted(pending))}.",
         ]
     )
-    return [find(task, rng), *orders(task, rng, None), ask, *changes, final]
+    return [find(task, rng), *orders(task), ask, *changes, final]

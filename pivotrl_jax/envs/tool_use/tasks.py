@@ -33,6 +33,8 @@ class ToolUseTask:
     goal: Any  # functional(database) when the task is done
     answer: str | None  # text the final message must contain (questions)
     params: Mapping[str, Any] = field(default_factory=dict)
+    ask_facts: tuple[str, ...] = ()  # what a confirmation question states (the order, address)
+    report: tuple[str, ...] = ()  # what the closing message states (the answer, what changed)
     domain: str = DOMAIN
 
     @property
@@ -46,6 +48,8 @@ class KindDraw:
     goal: DB
     params: dict[str, Any]
     answer: str | None = None
+    ask_facts: tuple[str, ...] = ()
+    report: tuple[str, ...] = ()
 
 
 KINDS: Registry[Callable[[random.Random, DB], KindDraw]] = Registry("tool-use task kind")
@@ -65,20 +69,69 @@ def make_task(session: int) -> ToolUseTask:
         goal=functional(draw.goal),
         answer=draw.answer,
         params=draw.params,
+        ask_facts=draw.ask_facts,
+        report=draw.report,
     )
+
+
+# How users phrase things: `str.format` templates, data so that a solver reading only the prompt
+# can parse a request (`envs/oracle.py`). `{Reason}` is the reason with a capital first letter.
+IDENTITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("I'm {name}.", ("name",)),
+    ("My email is {email}.", ("email",)),
+    ("This is {name}, {email}.", ("name", "email")),
+    ("I am {name} and my email is {email}.", ("name", "email")),
+)
+GREETINGS = ("", "Hi! ", "Hello. ")
+ASKS: dict[str, tuple[str, ...]] = {
+    "order_status": (
+        "What is the status of my {product} order?",
+        "Can you tell me where my order with the {product} is?",
+        "Has my {product} order shipped yet?",
+    ),
+    "total_spent": (
+        "How much have I spent on all my orders together?",
+        "What is the total of all my orders?",
+        "Can you add up the cost of my orders for me?",
+    ),
+    "cancel_order": (
+        "Please cancel my order for the {product}, {reason}.",
+        "I want to cancel the {product} order because {reason}.",
+        "Could you cancel my {product} order? {Reason}.",
+    ),
+    "refund_order": (
+        "I want a refund for the {product}, {reason}.",
+        "My {product} order came but {reason}. Can I get my money back?",
+        "Please refund my {product} order because {reason}.",
+    ),
+    "update_address": (
+        "I moved. Please change my address to {street}, {city}.",
+        "Can you update my address? The new one is {street} in {city}.",
+        "My new address is {street}, {city}. Please update it.",
+    ),
+    "cancel_and_move": (
+        "Two things: please cancel my {product} order, {reason}, and change my address "
+        "to {street}, {city}.",
+        "I moved to {street}, {city}, so please update my address. Also cancel the "
+        "{product} order, {reason}.",
+    ),
+    "cancel_pending": (
+        "Please cancel all my orders that have not shipped yet, {reason}.",
+        "I want to cancel every pending order I have. {Reason}.",
+    ),
+}
 
 
 def identify(rng: random.Random, customer: dict[str, Any]) -> tuple[str, list[str]]:
     """How the user introduces themself, and which identifiers that gives."""
-    name, email = customer["name"], customer["email"]
-    return rng.choice(
-        [
-            (f"I'm {name}.", ["name"]),
-            (f"My email is {email}.", ["email"]),
-            (f"This is {name}, {email}.", ["name", "email"]),
-            (f"I am {name} and my email is {email}.", ["name", "email"]),
-        ]
-    )
+    template, given = rng.choice(IDENTITIES)
+    return template.format(name=customer["name"], email=customer["email"]), list(given)
+
+
+def ask(rng: random.Random, kind: str, **fields: str) -> str:
+    if "reason" in fields:
+        fields["Reason"] = fields["reason"].capitalize()
+    return rng.choice(ASKS[kind]).format(**fields)
 
 
 def _pick_order(rng: random.Random, db: DB, status: str) -> tuple[dict, dict]:
@@ -113,16 +166,10 @@ def order_status(rng: random.Random, db: DB) -> KindDraw:
     customer = db["customers"][order["customer_id"]]
     who, given = identify(rng, customer)
     product = order["items"][0]
-    ask = rng.choice(
-        [
-            f"What is the status of my {product} order?",
-            f"Can you tell me where my order with the {product} is?",
-            f"Has my {product} order shipped yet?",
-        ]
-    )
-    turns = (rng.choice(["", "Hi! ", "Hello. "]) + f"{who} {ask}",)
+    request = ask(rng, "order_status", product=product)
+    turns = (rng.choice(GREETINGS) + f"{who} {request}",)
     params = _base(customer, given, order)
-    return KindDraw(turns, copy_db(db), params, answer=order["status"])
+    return KindDraw(turns, copy_db(db), params, answer=order["status"], report=(order["status"],))
 
 
 @KINDS.register("total_spent")
@@ -130,17 +177,10 @@ def total_spent(rng: random.Random, db: DB) -> KindDraw:
     customer = db["customers"][rng.choice(sorted(db["customers"]))]
     who, given = identify(rng, customer)
     total = sum(db["orders"][o]["total"] for o in customer["order_ids"])
-    ask = rng.choice(
-        [
-            "How much have I spent on all my orders together?",
-            "What is the total of all my orders?",
-            "Can you add up the cost of my orders for me?",
-        ]
-    )
-    turns = (f"{who} {ask}",)
-    return KindDraw(
-        turns, copy_db(db), _base(customer, given) | {"total": total}, answer=str(total)
-    )
+    request = ask(rng, "total_spent")
+    turns = (f"{who} {request}",)
+    params = _base(customer, given) | {"total": total}
+    return KindDraw(turns, copy_db(db), params, answer=str(total), report=(str(total),))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,17 +192,14 @@ def cancel_order(rng: random.Random, db: DB) -> KindDraw:
     customer, order = _pick_order(rng, db, "pending")
     who, given = identify(rng, customer)
     product, reason = order["items"][0], rng.choice(CANCEL_REASONS)
-    ask = rng.choice(
-        [
-            f"Please cancel my order for the {product}, {reason}.",
-            f"I want to cancel the {product} order because {reason}.",
-            f"Could you cancel my {product} order? {reason.capitalize()}.",
-        ]
-    )
+    request = ask(rng, "cancel_order", product=product, reason=reason)
     goal = copy_db(db)
     goal["orders"][order["order_id"]]["status"] = "cancelled"
-    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
-    return KindDraw(turns, goal, _base(customer, given, order) | {"reason": reason})
+    turns = (f"{who} {request}", rng.choice(CONFIRMATIONS))
+    oid = (order["order_id"],)
+    return KindDraw(
+        turns, goal, _base(customer, given, order) | {"reason": reason}, ask_facts=oid, report=oid
+    )
 
 
 @KINDS.register("refund_order")
@@ -170,17 +207,14 @@ def refund_order(rng: random.Random, db: DB) -> KindDraw:
     customer, order = _pick_order(rng, db, "delivered")
     who, given = identify(rng, customer)
     product, reason = order["items"][0], rng.choice(REFUND_REASONS)
-    ask = rng.choice(
-        [
-            f"I want a refund for the {product}, {reason}.",
-            f"My {product} order came but {reason}. Can I get my money back?",
-            f"Please refund my {product} order because {reason}.",
-        ]
-    )
+    request = ask(rng, "refund_order", product=product, reason=reason)
     goal = copy_db(db)
     goal["orders"][order["order_id"]]["status"] = "refunded"
-    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
-    return KindDraw(turns, goal, _base(customer, given, order) | {"reason": reason})
+    turns = (f"{who} {request}", rng.choice(CONFIRMATIONS))
+    oid = (order["order_id"],)
+    return KindDraw(
+        turns, goal, _base(customer, given, order) | {"reason": reason}, ask_facts=oid, report=oid
+    )
 
 
 @KINDS.register("update_address")
@@ -188,17 +222,12 @@ def update_address(rng: random.Random, db: DB) -> KindDraw:
     customer = db["customers"][rng.choice(sorted(db["customers"]))]
     who, given = identify(rng, customer)
     street, city = _new_address(rng, customer)
-    ask = rng.choice(
-        [
-            f"I moved. Please change my address to {street}, {city}.",
-            f"Can you update my address? The new one is {street} in {city}.",
-            f"My new address is {street}, {city}. Please update it.",
-        ]
-    )
+    request = ask(rng, "update_address", street=street, city=city)
     goal = copy_db(db)
     goal["customers"][customer["customer_id"]]["address"] = {"street": street, "city": city}
-    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
-    return KindDraw(turns, goal, _base(customer, given) | {"street": street, "city": city})
+    turns = (f"{who} {request}", rng.choice(CONFIRMATIONS))
+    params = _base(customer, given) | {"street": street, "city": city}
+    return KindDraw(turns, goal, params, ask_facts=(street,), report=(street,))
 
 
 @KINDS.register("cancel_and_move")
@@ -207,20 +236,14 @@ def cancel_and_move(rng: random.Random, db: DB) -> KindDraw:
     who, given = identify(rng, customer)
     street, city = _new_address(rng, customer)
     product, reason = order["items"][0], rng.choice(CANCEL_REASONS)
-    ask = rng.choice(
-        [
-            f"Two things: please cancel my {product} order, {reason}, and change my address "
-            f"to {street}, {city}.",
-            f"I moved to {street}, {city}, so please update my address. Also cancel the "
-            f"{product} order, {reason}.",
-        ]
-    )
+    request = ask(rng, "cancel_and_move", product=product, reason=reason, street=street, city=city)
     goal = copy_db(db)
     goal["orders"][order["order_id"]]["status"] = "cancelled"
     goal["customers"][customer["customer_id"]]["address"] = {"street": street, "city": city}
-    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
+    turns = (f"{who} {request}", rng.choice(CONFIRMATIONS))
     params = _base(customer, given, order) | {"reason": reason, "street": street, "city": city}
-    return KindDraw(turns, goal, params)
+    oid = order["order_id"]
+    return KindDraw(turns, goal, params, ask_facts=(oid, street), report=(oid,))
 
 
 @KINDS.register("cancel_pending")
@@ -237,14 +260,10 @@ def cancel_pending(rng: random.Random, db: DB) -> KindDraw:
             db["orders"][oid]["status"] = rng.choice(["shipped", "delivered"])
     who, given = identify(rng, customer)
     reason = rng.choice(CANCEL_REASONS)
-    ask = rng.choice(
-        [
-            f"Please cancel all my orders that have not shipped yet, {reason}.",
-            f"I want to cancel every pending order I have. {reason.capitalize()}.",
-        ]
-    )
+    request = ask(rng, "cancel_pending", reason=reason)
     goal = copy_db(db)
     for oid in pending:
         goal["orders"][oid]["status"] = "cancelled"
-    turns = (f"{who} {ask}", rng.choice(CONFIRMATIONS))
-    return KindDraw(turns, goal, _base(customer, given) | {"pending": pending, "reason": reason})
+    turns = (f"{who} {request}", rng.choice(CONFIRMATIONS))
+    params = _base(customer, given) | {"pending": pending, "reason": reason}
+    return KindDraw(turns, goal, params, ask_facts=tuple(pending), report=tuple(pending))
