@@ -67,6 +67,7 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype
     remat: str = "none"  # per-layer rematerialisation: none | full | dots
     scan_layers: bool = True  # run runs of same-kind layers as one lax.scan (flat compile time)
+    attention_block: int = 128  # query column blocks without a cache (models.attention.attend)
     moe_dispatch: str = "dense"  # a name in models.moe.DISPATCH
 
     def __post_init__(self):
@@ -119,6 +120,8 @@ class ModelConfig:
                 raise ModelConfigError(
                     name, f"{getattr(self, name)!r} is not one of {sorted(DTYPES)}"
                 )
+        if self.attention_block < 0:
+            raise ModelConfigError("attention_block", f"must be >= 0, got {self.attention_block}")
         if self.remat not in REMAT_CHOICES:
             raise ModelConfigError("remat", f"{self.remat!r} is not one of {REMAT_CHOICES}")
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pivotrl_jax.models.attention import Attention
+from pivotrl_jax.models.attention import attention_mask as attention_mask_of
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.kv_cache import KVCache
 from pivotrl_jax.models.layers import RMSNorm, SwiGLU, normal_init
@@ -70,27 +71,9 @@ class DecoderLayer(nnx.Module):
         else:
             self.mlp = SwiGLU(c.hidden_size, c.intermediate_size, **kw)
 
-    def __call__(
-        self,
-        x,
-        positions,
-        segment_ids,
-        kv_positions,
-        kv_segment_ids,
-        cache_kv=None,
-        cache_index=None,
-        parent_ids=None,
-    ):
-        h, cache_kv = self.attn(
-            self.input_norm(x),
-            positions,
-            segment_ids,
-            kv_positions,
-            kv_segment_ids,
-            cache_kv,
-            cache_index,
-            parent_ids,
-        )
+    def __call__(self, x, positions, mask, cache_kv=None, cache_index=None, block=0):
+        """x [B, T, D], positions [B, T], mask [B, T, S] bool -> (x, updated cache_kv)."""
+        h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index, block)
         x = x + h
         return x + self.mlp(self.post_attn_norm(x)), cache_kv
 
@@ -134,7 +117,10 @@ class Transformer(nnx.Module):
     Without a cache the layers run as `lax.scan`s over runs of layers of the same kind
     (`layer_groups`; `config.scan_layers`), each layer's parameters sliced from a stack made
     inside the jitted program, so compile time does not grow with depth; `config.remat` then
-    applies to the scan body. With a cache (prefill, decode) they run one after another.
+    applies to the scan body. Attention then skips the key columns after each query block
+    (`config.attention_block`): a token may see only its own and earlier columns, as in every
+    row layout of train/batching.py and in left- or right-padded rows. With a cache (prefill,
+    decode) the layers run one after another over the full cache.
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
@@ -184,10 +170,10 @@ class Transformer(nnx.Module):
         c = self.config
         segment_ids = attention_mask.astype(jnp.int32)
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
+        mask = attention_mask_of(positions, segment_ids, positions, segment_ids, parent_ids)
 
         def apply(layer, x):
-            kv = (positions, segment_ids)
-            return layer(x, positions, segment_ids, *kv, parent_ids=parent_ids)[0]
+            return layer(x, positions, mask, block=c.attention_block)[0]
 
         kinds = [c.is_moe_layer(i) for i in range(c.num_hidden_layers)]
         runs = layer_groups(kinds) if c.scan_layers else [(0, len(kinds), 1)]
@@ -229,18 +215,10 @@ class Transformer(nnx.Module):
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
         index = cache.index
         cache = cache.write_tokens(positions, segment_ids)
-        kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
+        mask = attention_mask_of(positions, segment_ids, cache.positions, cache.segment_ids)
         ks, vs = [], []
         for i, layer in enumerate(self.layers):
-            x, (k, v) = layer(
-                x,
-                positions,
-                segment_ids,
-                kv_positions,
-                kv_segment_ids,
-                (cache.k[i], cache.v[i]),
-                index,
-            )
+            x, (k, v) = layer(x, positions, mask, (cache.k[i], cache.v[i]), index)
             ks.append(k)
             vs.append(v)
         logits = self.logits(self.final_norm(x))
