@@ -54,6 +54,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             # A group's prompt computed once: its G responses after one copy of it in a row
             # (each sees the prompt and itself only), groups packed into as many rows as needed.
             share_prefix=True,
+            # Rows rounded up to micro_batches x data devices x {1, 2, 3, 4, 6, 8, ...} (buckets
+            # per octave; 1: powers of two; 0: to that multiple only): a bounded number of step
+            # compilations when zero-signal groups are dropped. Extra rows are padding, no loss.
+            row_buckets_per_octave=2,
             # pi_old: "auto" (the step's own detached log-probs with one update per batch, no
             # extra forward; else "recompute"), "current", "recompute" (a forward pass with the
             # pre-update weights) or "engine" (the sampler's log-probs)

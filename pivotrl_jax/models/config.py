@@ -67,6 +67,7 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype
     remat: str = "none"  # per-layer rematerialisation: none | full | dots
     scan_layers: bool = True  # run runs of same-kind layers as one lax.scan (flat compile time)
+    attention_block: int = 128  # query column blocks without a cache (models.attention.attend)
     moe_dispatch: str = "expert_parallel"  # a name in models.moe_dispatch.DISPATCH
     moe_chunk: int = 0  # MoE dispatch over this many positions of a row at a time; 0: whole rows
     attention_chunk: int = 0  # queries per attention chunk on long rows; 0: the whole row
@@ -122,7 +123,7 @@ class ModelConfig:
                 raise ModelConfigError(
                     name, f"{getattr(self, name)!r} is not one of {sorted(DTYPES)}"
                 )
-        for name in ("moe_chunk", "attention_chunk"):
+        for name in ("attention_block", "moe_chunk", "attention_chunk"):
             if getattr(self, name) < 0:
                 raise ModelConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.remat not in REMAT_CHOICES:
@@ -155,9 +156,10 @@ class ModelConfig:
     def from_hf_config(cls, hf: dict[str, Any], **overrides: Any) -> ModelConfig:
         """Reads a transformers `config.json` dict (model_type qwen3 or qwen3_moe).
 
-        `overrides` set the run fields (dtype, param_dtype, remat, scan_layers, moe_dispatch,
-        moe_chunk, attention_chunk, router_trainable) or replace any field. Unsupported features
-        (sliding window, attention bias, scaled RoPE) are errors, not silently ignored.
+        `overrides` set the run fields (dtype, param_dtype, remat, scan_layers, attention_block,
+        moe_dispatch, moe_chunk, attention_chunk, router_trainable) or replace any field.
+        Unsupported features (sliding window, attention bias, scaled RoPE) are errors, not
+        silently ignored.
         """
         model_type = hf.get("model_type")
         if model_type not in _MODEL_TYPES:

@@ -77,9 +77,42 @@ class SwiGLU(nnx.Module):
         )
 
     def __call__(self, x: Array) -> Array:  # [B, T, D] -> [B, T, D]
-        x = x.astype(self.dtype)
-        gate = jnp.einsum("BTD,DF->BTF", x, self.gate_proj[...].astype(self.dtype))
-        up = jnp.einsum("BTD,DF->BTF", x, self.up_proj[...].astype(self.dtype))
-        return jnp.einsum(
-            "BTF,FD->BTD", jax.nn.silu(gate) * up, self.down_proj[...].astype(self.dtype)
+        dt = self.dtype
+        B, T, D = x.shape
+        y = swiglu(
+            x.astype(dt).reshape(B * T, D),
+            self.gate_proj[...].astype(dt),
+            self.up_proj[...].astype(dt),
+            self.down_proj[...].astype(dt),
         )
+        return y.reshape(B, T, D)
+
+
+@jax.custom_vjp
+def swiglu(x: Array, gate: Array, up: Array, down: Array) -> Array:
+    """y = (silu(x W_g) ∘ x W_u) W_d for x [N, D], W_g, W_u [D, F], W_d [F, D].
+
+    The backward pass keeps g = x W_g and u = x W_u and recomputes the rest:
+    h = silu(g) u, dh = dy W_d^T, dW_d = h^T dy, dg = dh ∘ u ∘ silu'(g), du = dh ∘ silu(g),
+    dW_g = x^T dg, dW_u = x^T du, dx = dg W_g^T + du W_u^T, with
+    silu'(g) = s (1 + g (1 - s)), s = sigmoid(g).
+    """
+    return _swiglu_fwd(x, gate, up, down)[0]
+
+
+def _swiglu_fwd(x, gate, up, down):
+    g, u = x @ gate, x @ up  # [N, F]
+    return (jax.nn.silu(g) * u) @ down, (x, gate, up, down, g, u)
+
+
+def _swiglu_bwd(res, dy):
+    x, gate, up, down, g, u = res
+    s = jax.nn.sigmoid(g)
+    silu = g * s
+    dh = dy @ down.T  # [N, F]
+    dg = dh * u * (s * (1 + g * (1 - s)))
+    du = dh * silu
+    return dg @ gate.T + du @ up.T, x.T @ dg, x.T @ du, (silu * u).T @ dy
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)

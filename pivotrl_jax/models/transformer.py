@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pivotrl_jax.models.attention import Attention
+from pivotrl_jax.models.attention import Attention, MaskSource
+from pivotrl_jax.models.attention import attention_mask as attention_mask_of
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.kv_cache import KVCache
 from pivotrl_jax.models.layers import RMSNorm, SwiGLU, normal_init
@@ -81,27 +82,17 @@ class DecoderLayer(nnx.Module):
 
     def __call__(
         self,
-        x,
-        positions,
-        segment_ids,
-        kv_positions,
-        kv_segment_ids,
+        x,  # [B, T, D]
+        positions,  # [B, T]
+        segment_ids,  # [B, T]; 0: padding
+        mask,  # [B, T, S] bool or a MaskSource (see Attention)
         cache_kv=None,
         cache_index=None,
-        parent_ids=None,
+        block=0,
         replayed=None,  # [B, T, R] experts to force (MoE layers); NOT_REPLAYED: the router's
     ):
         """-> (x, cache_kv, RouterStats of a MoE layer or None); padding reaches no expert."""
-        h, cache_kv = self.attn(
-            self.input_norm(x),
-            positions,
-            segment_ids,
-            kv_positions,
-            kv_segment_ids,
-            cache_kv,
-            cache_index,
-            parent_ids,
-        )
+        h, cache_kv = self.attn(self.input_norm(x), positions, mask, cache_kv, cache_index, block)
         x = x + h
         if not self.is_moe:
             return x + self.mlp(self.post_attn_norm(x)), cache_kv, None
@@ -148,7 +139,12 @@ class Transformer(nnx.Module):
     Without a cache the layers run as `lax.scan`s over runs of layers of the same kind
     (`layer_groups`; `config.scan_layers`), each layer's parameters sliced from a stack made
     inside the jitted program, so compile time does not grow with depth; `config.remat` then
-    applies to the scan body. With a cache (prefill, decode) they run one after another.
+    applies to the scan body. Attention then skips the key columns after each query block
+    (`config.attention_block`): a token may see only its own and earlier columns, as in every
+    row layout of train/batching.py and in left- or right-padded rows. The [B, T, S] mask is
+    built once per forward, except on rows longer than `config.attention_chunk`, which attend a
+    query chunk at a time, each building its own (attention_chunked.py). With a cache (prefill,
+    decode) the layers run one after another over the full cache.
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
@@ -188,6 +184,23 @@ class Transformer(nnx.Module):
         c = self.config
         return fn if c.remat == "none" else jax.checkpoint(fn, policy=REMAT_POLICIES.get(c.remat))
 
+    def _mask(
+        self,
+        positions: Array,  # [B, T]
+        segment_ids: Array,  # [B, T]
+        kv_positions: Array,  # [B, S]
+        kv_segment_ids: Array,  # [B, S]
+        parent_ids: Array | None = None,  # [B, T]
+    ) -> Array | MaskSource:
+        """The [B, T, S] attention mask, built once per forward for every layer; on rows longer
+        than `config.attention_chunk`, what it is built from instead (each query chunk of
+        attention_chunked.py builds its own, so no [B, T, S] array exists)."""
+        ids = (positions, segment_ids, kv_positions, kv_segment_ids, parent_ids)
+        chunk = self.config.attention_chunk
+        if chunk and positions.shape[1] > chunk:
+            return MaskSource(*ids)
+        return attention_mask_of(*ids)
+
     def _replayed(self, routed_experts: Array | None, layers: Sequence[int]) -> Array | None:
         """[len(layers), B, T, R] experts to replay in `layers` (MoE layers), or None."""
         if routed_experts is None:
@@ -211,10 +224,10 @@ class Transformer(nnx.Module):
         c = self.config
         segment_ids = attention_mask.astype(jnp.int32)
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
+        mask = self._mask(positions, segment_ids, positions, segment_ids, parent_ids)
 
         def apply(layer, x, replayed):
-            kv = (positions, segment_ids)
-            out = layer(x, positions, segment_ids, *kv, parent_ids=parent_ids, replayed=replayed)
+            out = layer(x, positions, segment_ids, mask, block=c.attention_block, replayed=replayed)
             return out[0], out[2]
 
         stats: dict[int, RouterStats] = {}  # layer -> its routers' stats
@@ -294,7 +307,7 @@ class Transformer(nnx.Module):
         x = jnp.take(self.embedding[...], input_ids, axis=0).astype(c.compute_dtype)  # [B, T, D]
         index = cache.index
         cache = cache.write_tokens(positions, segment_ids)
-        kv_positions, kv_segment_ids = cache.positions, cache.segment_ids  # [B, S]
+        mask = self._mask(positions, segment_ids, cache.positions, cache.segment_ids)
         ks, vs, stats = [], [], []
         for i, layer in enumerate(self.layers):
             replayed = self._replayed(routed_experts, [i]) if layer.is_moe else None
@@ -302,8 +315,7 @@ class Transformer(nnx.Module):
                 x,
                 positions,
                 segment_ids,
-                kv_positions,
-                kv_segment_ids,
+                mask,
                 (cache.k[i], cache.v[i]),
                 index,
                 replayed=None if replayed is None else replayed[0],

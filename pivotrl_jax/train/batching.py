@@ -30,7 +30,9 @@ neighbours; targets, masks and logprobs are aligned to the *predicting* position
 token t + 1 of the same segment). T is the smallest of a few fixed buckets that fits, so the
 jitted step compiles a handful of times, not once per batch. Rows are as many as the layout
 needs, rounded up to a multiple (micro-batches x data-parallel devices); `pad_rows` instead
-rounds up to powers of two (fewer shapes to compile when batches vary a lot, as in SFT).
+rounds up to a few buckets, multiple x {1, 2, 4, ...} or, with `rows_per_octave=2`, multiple x
+{1, 2, 3, 4, 6, 8, ...} (fewer shapes to compile when batches vary: SFT, and GRPO after groups
+with equal rewards are dropped). The extra rows are padding (segment id 0, no loss).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import struct
+
+from pivotrl_jax.rollout.buckets import bucket
 
 Array = jax.Array
 
@@ -98,15 +102,18 @@ def bucket_length(length: int, buckets: Seq[int]) -> int:
     )
 
 
-def bucket_rows(rows: int, multiple: int, max_rows: int) -> int:
-    """Rows rounded up to multiple · 2^k, capped at max_rows rounded up to the multiple.
+def bucket_rows(rows: int, multiple: int, max_rows: int, per_octave: int = 1) -> int:
+    """Rows rounded up to multiple · b, capped at max_rows rounded up to the multiple, where b
+    is the `rollout.buckets.bucket` of ceil(rows / multiple) with `per_octave` sizes per octave
+    (1: 2^k; 2: 2^k and 3 · 2^(k-1), at most 1/3 filler rows).
 
     `multiple` is micro-batches × data-parallel devices, so every micro-batch splits evenly
-    across devices; powers of two bound the number of distinct shapes (compilations).
+    across devices; the buckets bound the number of distinct shapes (compilations) to about
+    per_octave · log2(max_rows / multiple) + 1.
     """
     cap = math.ceil(max(max_rows, 1) / multiple) * multiple
     units = math.ceil(max(rows, 1) / multiple)
-    return min(multiple * (1 << (units - 1).bit_length()), cap)
+    return min(multiple * bucket(units, per_octave=per_octave), cap)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,14 +220,16 @@ def make_batch_and_layout(
     pack: bool = False,
     share_prefix: bool = False,
     pad_rows: bool = False,
+    rows_per_octave: int = 1,
 ) -> tuple[TrainBatch, Layout]:
     """Lays `seqs` out as a numpy-backed TrainBatch (put it on devices with `jax.device_put`),
     and says where each sequence landed (for `response_values`).
 
     `share_prefix` puts sequences with equal prompts after one copy of it (then `pack` packs
     whole groups into rows); rows are the layout's, rounded up to `row_multiple` (or to
-    `row_multiple` · 2^k with `pad_rows`), at most `max_rows`. old_logprobs starts as a copy
-    of behaviour_logprobs (the engine's), ref_logprobs as zeros.
+    `row_multiple` · b with `pad_rows`, b one of `rows_per_octave` buckets per octave:
+    `bucket_rows`), at most `max_rows`; the rows beyond the layout's are all padding.
+    old_logprobs starts as a copy of behaviour_logprobs (the engine's), ref_logprobs as zeros.
     """
     _check(seqs)
     units = _units(seqs, share_prefix, max(length_buckets))
@@ -231,7 +240,7 @@ def make_batch_and_layout(
     if max_rows is not None and needed > max_rows:
         raise ValueError(f"{needed} rows do not fit max_rows={max_rows}")
     if pad_rows:
-        B = bucket_rows(needed, row_multiple, max_rows or needed)
+        B = bucket_rows(needed, row_multiple, max_rows or needed, rows_per_octave)
     else:
         B = math.ceil(needed / row_multiple) * row_multiple
 

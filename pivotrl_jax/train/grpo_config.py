@@ -53,6 +53,9 @@ class GrpoConfig:
     length_buckets: tuple[int, ...] = ()
     pack: bool = False
     share_prefix: bool = True  # a group's prompt once per row, its G responses after it
+    # Rows rounded up to the multiple x {1, 2, 3, 4, 6, 8, ...} (2 buckets per octave; 1: powers
+    # of two; 0: to the multiple only): a bounded number of step compilations.
+    row_buckets_per_octave: int = 2
     old_logprobs: str = "auto"
     reference_dtype: str = "float32"
     kl_metric: bool = True
@@ -93,6 +96,10 @@ class GrpoConfig:
         for name in ("steps", "pivots_per_step", "updates_per_batch", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.row_buckets_per_octave < 0:
+            raise ValueError(
+                f"row_buckets_per_octave must be >= 0, got {self.row_buckets_per_octave}"
+            )
         if self.rollout.group_size < 2:
             raise ValueError("GRPO needs group_size >= 2")
         if self.updates_per_batch > 1 and self.old_logprobs in ("current", "engine"):
@@ -150,6 +157,7 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         length_buckets=tuple(t.length_buckets),
         pack=t.pack,
         share_prefix=t.share_prefix,
+        row_buckets_per_octave=t.row_buckets_per_octave,
         old_logprobs=t.old_logprobs,
         reference_dtype=t.reference_dtype,
         kl_metric=t.kl_metric,

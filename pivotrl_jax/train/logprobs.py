@@ -13,6 +13,7 @@ results; the backward pass recomputes each chunk's logits instead of storing the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -52,9 +53,13 @@ def chunked_logprobs(
     """(log pi(targets) [B, T], entropy [B, T] or None), float32, from `chunk` tokens at a time.
 
     Equal to `token_logprobs(hidden @ head, targets)` (and `losses.token_entropy`), but only one
-    chunk's [C, V] float32 logits is ever live: each chunk is rematerialised in the backward
-    pass, so the saved state is the hidden states. The entropy has no gradient unless
-    `entropy_grad` (an entropy bonus in the loss).
+    chunk's [C, V] float32 logits is ever live: the backward pass recomputes each chunk's
+    logits z from the hidden states and the saved logsumexp, with p = softmax(z),
+
+        d z = g_lp (onehot(y) - p) - g_H p (z - Σ_v p_v z_v),
+
+    then d hidden = d z W^T and d W = Σ_chunks hidden^T d z. The entropy has no gradient
+    unless `entropy_grad` (an entropy bonus in the loss).
     """
     B, T, D = hidden.shape
     N = B * T
@@ -62,23 +67,60 @@ def chunked_logprobs(
     n = -(-N // C)
     h = jnp.pad(hidden.reshape(N, D), ((0, n * C - N), (0, 0))).reshape(n, C, D)
     y = jnp.pad(targets.reshape(N).astype(jnp.int32), (0, n * C - N)).reshape(n, C)
-
-    @jax.checkpoint
-    def one(hy):
-        h, y = hy
-        # Logits accumulate in float32; the softmax statistics stay in float32.
-        z = jnp.einsum("CD,DV->CV", h, head, preferred_element_type=jnp.float32)
-        lse = jax.nn.logsumexp(z, axis=-1)  # [C]
-        lp = jnp.take_along_axis(z, y[:, None], axis=-1)[:, 0] - lse
-        if not with_entropy:
-            return lp, None
-        zs = z if entropy_grad else jax.lax.stop_gradient(z)
-        ent = jax.nn.logsumexp(zs, axis=-1) - jnp.sum(jax.nn.softmax(zs, axis=-1) * zs, axis=-1)
-        return lp, ent
-
-    lp, ent = jax.lax.map(one, (h, y))  # [n, C] each
+    lp, ent = _chunked(h, head, y, with_entropy, entropy_grad)  # [n, C] each
     lp = lp.reshape(-1)[:N].reshape(B, T)
-    return lp, None if ent is None else ent.reshape(-1)[:N].reshape(B, T)
+    return lp, ent.reshape(-1)[:N].reshape(B, T) if with_entropy else None
+
+
+def _chunk_stats(h: Array, head: Array, y: Array, with_entropy: bool):
+    """logsumexp [C], log p(y) [C] and entropy [C] (or None) of the chunk's logits h W."""
+    z = jnp.einsum("CD,DV->CV", h, head, preferred_element_type=jnp.float32)  # float32
+    lse = jax.nn.logsumexp(z, axis=-1)
+    onehot = jnp.arange(z.shape[-1])[None, :] == y[:, None]  # [C, V]
+    lp = jnp.sum(jnp.where(onehot, z, 0.0), axis=-1) - lse
+    ent = lse - jnp.sum(jnp.exp(z - lse[:, None]) * z, axis=-1) if with_entropy else None
+    return lse, lp, ent
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _chunked(h, head, y, with_entropy, entropy_grad):
+    """h [n, C, D], head [D, V], y [n, C] -> (log p(y), entropy or zeros), [n, C] each."""
+    return _chunked_fwd(h, head, y, with_entropy, entropy_grad)[0]
+
+
+def _chunked_fwd(h, head, y, with_entropy, entropy_grad):
+    def one(_, hy):
+        lse, lp, ent = _chunk_stats(hy[0], head, hy[1], with_entropy)
+        return None, (lp, lse, jnp.zeros_like(lp) if ent is None else ent)
+
+    _, (lp, lse, ent) = jax.lax.scan(one, None, (h, y))
+    return (lp, ent), (h, head, y, lse)
+
+
+def _chunked_bwd(with_entropy, entropy_grad, res, grads):
+    h, head, y, lse = res
+    g_lp, g_ent = grads
+
+    def one(d_head, xs):
+        h, y, lse, g_lp, g_ent = xs
+        z = jnp.einsum("CD,DV->CV", h, head, preferred_element_type=jnp.float32)
+        p = jnp.exp(z - lse[:, None])  # [C, V]
+        onehot = jnp.arange(z.shape[-1])[None, :] == y[:, None]
+        dz = g_lp[:, None] * (onehot.astype(z.dtype) - p)
+        if with_entropy and entropy_grad:
+            mean_z = jnp.sum(p * z, axis=-1, keepdims=True)
+            dz = dz - g_ent[:, None] * p * (z - mean_z)
+        dz = dz.astype(h.dtype)
+        d_h = jnp.einsum("CV,DV->CD", dz, head, preferred_element_type=jnp.float32)
+        d_head = d_head + jnp.einsum("CD,CV->DV", h, dz, preferred_element_type=jnp.float32)
+        return d_head, d_h.astype(h.dtype)
+
+    zero = jnp.zeros(head.shape, jnp.float32)
+    d_head, d_h = jax.lax.scan(one, zero, (h, y, lse, g_lp, g_ent))
+    return d_h, d_head.astype(head.dtype), None
+
+
+_chunked.defvjp(_chunked_fwd, _chunked_bwd)
 
 
 def next_token_targets(input_ids: Array, segment_ids: Array) -> tuple[Array, Array]:

@@ -2,9 +2,10 @@
 the update step(s), the weight sync, and what they measured.
 
 Batch assembly lays the sequences out (batching.make_batch: prefix-shared groups packed into as
-many rows as they need) and fills only what the objective reads: pi_old with a forward pass
-only in "recompute" mode (else it is the step's own detached log-probs or the engine's), and
-pi_0's log-probs only when a reference is loaded (beta > 0 or the KL metric asked for).
+many rows as they need, rounded up to a row bucket so that the step compiles a bounded number
+of times) and fills only what the objective reads: pi_old with a forward pass only in
+"recompute" mode (else it is the step's own detached log-probs or the engine's), and pi_0's
+log-probs only when a reference is loaded (beta > 0 or the KL metric asked for).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, 
         max_rows=max_rows,
         pack=cfg.pack or cfg.share_prefix,
         share_prefix=cfg.share_prefix,
+        pad_rows=cfg.row_buckets_per_octave > 0,
+        rows_per_octave=max(cfg.row_buckets_per_octave, 1),
     )
     if host is None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.sharding import single_device_mesh
@@ -132,3 +133,69 @@ def test_padding_does_not_change_loss_or_gradient():
         np.testing.assert_allclose(float(parts.sum), float(outs[0][1].sum), rtol=1e-5)
         for a, b in zip(jax.tree.leaves(outs[0][0]), jax.tree.leaves(grads)):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6, rtol=1e-4)
+
+
+def test_row_buckets_bound_the_shapes():
+    """However many rows the kept groups need, the batch has one of a few row counts: the
+    multiple x {1, 2, 3, 4, 6, 8, ...} up to the cap (2 per octave), or x 2^k (1 per octave)."""
+    for per_octave, want in ((1, {4, 8, 16, 32, 64, 100}), (2, {4, 8, 12, 16, 24, 32, 48, 64, 96})):
+        got = {bucket_rows(n, 4, 100, per_octave) for n in range(1, 101)}
+        assert got <= want | {100}, (per_octave, sorted(got))
+        assert all(bucket_rows(n, 4, 100, per_octave) >= n for n in range(1, 101))
+    assert bucket_rows(9, 4, 100, 2) == 12 and bucket_rows(13, 4, 100, 2) == 16
+    # make_batch with prefix-shared groups (one per row at T=32): 1..8 groups, 3 row counts.
+    rows = set()
+    for n in range(1, 9):
+        batch, layout = make_batch_and_layout(
+            groups(n, 4, seed=n), length_buckets=(32,), row_multiple=2, max_rows=16,
+            share_prefix=True, pack=True, pad_rows=True, rows_per_octave=2,
+        )  # fmt: skip
+        assert layout.rows == n and batch.input_ids.shape[0] >= n
+        assert not batch.segment_ids[layout.rows :].any()  # filler rows are all padding
+        rows.add(batch.input_ids.shape[0])
+    assert rows == {2, 4, 6, 8}
+
+
+def groups(n: int, size: int, seed: int) -> list[Sequence]:
+    """n GRPO groups of `size` samples sharing a prompt, each group 19..29 tokens long once its
+    prompt is shared (so two never fit one row of 32)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        prompt = tuple(int(x) for x in rng.integers(1, 64, int(rng.integers(8, 11))))
+        for _ in range(size):
+            lr = int(rng.integers(2, 5))
+            response = tuple(int(x) for x in rng.integers(1, 64, lr))
+            out.append(Sequence(prompt, response, tuple([-1.0] * lr), float(rng.normal())))
+    return out
+
+
+@pytest.mark.slow
+def test_filler_rows_change_neither_loss_nor_gradient():
+    """5 prefix-shared groups in 5 rows, one micro-batch, against the same rows plus 3 filler rows
+    (the row bucket of 8) in 2 strided micro-batches."""
+    policy = st.make_policy(CFG, single_device_mesh())
+    params = st.init_params(policy, 0, jnp.float32)
+    seqs = groups(5, 4, seed=7)
+    layout = dict(length_buckets=(32,), share_prefix=True, pack=True)
+    cases = {
+        "5 rows": (dict(row_multiple=1), 1),
+        "8 rows, M=2": (dict(row_multiple=2, max_rows=20, pad_rows=True), 2),
+    }
+    outs = {}
+    for name, (rows, m) in cases.items():
+        batch = make_batch(seqs, **layout, **rows)
+        assert batch.input_ids.shape[0] == int(name.split()[0])
+        step = StepConfig(micro_batches=m)
+        fn = jax.jit(
+            lambda p, b, s=step: accumulate_gradients(policy, grpo_loss(LossConfig()), s, p, b)
+        )
+        outs[name] = fn(params, place_batch(batch, policy))
+    grads0, parts0, _ = outs["5 rows"]
+    assert float(parts0.count) > 0
+    for name in ("8 rows, M=2",):
+        grads, parts, _ = outs[name]
+        assert float(parts.count) == float(parts0.count), name
+        np.testing.assert_allclose(float(parts.sum), float(parts0.sum), rtol=1e-6, err_msg=name)
+        for a, b in zip(jax.tree.leaves(grads0), jax.tree.leaves(grads), strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-7, rtol=1e-5)
