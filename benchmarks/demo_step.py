@@ -22,6 +22,7 @@ from one command).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -34,20 +35,17 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = dict(
-    vocab_size=1024,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    num_experts=8,
-    num_experts_per_tok=2,
-    moe_intermediate_size=64,
-    norm_topk_prob=True,
-    max_position_embeddings=4096,
-)
+
+
+def _tiny_moe() -> dict:
+    """configs/model.py's `tiny-moe` variant at the tokenizer's 1024 entries."""
+    spec = importlib.util.spec_from_file_location("model_config", REPO / "configs" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.VARIANTS["tiny-moe"], vocab_size=1024, max_position_embeddings=4096)
+
+
+MODEL = _tiny_moe()
 PIVOTS, GROUP, NEW_TOKENS, MAX_PROMPT, PREAMBLE = 8, 8, 48, 768, 165
 
 

@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.sweep = tuple(
         ("pivotrl", f"train.learning_rate={lr},train.beta={beta}")
         for lr in (1e-4, 5e-4, 1e-3)
-        for beta in (0.0, 0.05)
+        for beta in (0.0, 0.1, 0.3)
         if (lr, beta) != (c.train.learning_rate, c.train.beta)
     )
     if arg == "smoke":  # seconds-scale stages (the demo's smoke settings): the test suite's

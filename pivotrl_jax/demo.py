@@ -42,7 +42,8 @@ class Stages:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}  # stages run now
+        self.made_seconds: dict[str, float] = {}  # every stage, when it was run (now or before)
         self.skipped: list[str] = []
         self._chain = ""
 
@@ -52,8 +53,11 @@ class Stages:
         ).hexdigest()
         marks = self.workdir / STAGE_DIR
         done, started = marks / f"{name}.done", marks / f"{name}.started"
+        took = marks / f"{name}.seconds"
         if done.exists() and done.read_text() == self._chain:
             self.skipped.append(name)
+            if took.exists():
+                self.made_seconds[name] = float(took.read_text())
             return
         if not (started.exists() and started.read_text() == self._chain):
             for out in outputs:  # settings changed (or first run): start clean
@@ -66,7 +70,8 @@ class Stages:
         print(f"[demo] {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         fn()
-        self.seconds[name] = time.perf_counter() - t0
+        self.seconds[name] = self.made_seconds[name] = time.perf_counter() - t0
+        atomic.write_text(took, repr(self.seconds[name]))
         atomic.write_text(done, self._chain)
 
 
@@ -621,6 +626,8 @@ def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: flo
         "data": json.loads((p.data / "data_report.json").read_text()),
         "stages_reused": st.skipped,
         "seconds": {"total": seconds, **st.seconds},
+        # Each stage's seconds when it was run, this time or by an earlier invocation.
+        "seconds_when_made": dict(st.made_seconds),
         # High-water resident memory of this process (every stage runs in it), in GiB.
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
@@ -684,7 +691,8 @@ def format_table(report: dict, domains: Sequence[str]) -> str:
         f"rollout turns: profile {report['rollout_turns']['profile']}, "
         f"train {report['rollout_turns']['train']}",
         f"out-of-domain kinds (pi_0 >= threshold): {', '.join(report['ood_kinds'])}",
-        f"time: {report['seconds']['total']:.0f} s, peak resident memory "
+        f"time: {report['seconds']['total']:.0f} s (the stages took "
+        f"{sum(report['seconds_when_made'].values()):.0f} s when made), peak resident memory "
         f"{report['peak_rss_gib']:.1f} GiB",
     ]
     return "\n".join(lines)

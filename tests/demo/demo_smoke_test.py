@@ -41,6 +41,7 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
         assert report["oracle_reward"][d] >= 0.95 and report["control_reward"][d] <= 0.05
     assert report["seconds"]["total"] > 0
     assert 0 < report["peak_rss_gib"] < 24  # ru_maxrss of the demo process, in GiB
+    assert set(report["seconds_when_made"]) >= {"data", "base", "train", "eval_pivotrl"}
     assert "held-out turn acceptance" in table and "out-of-domain accuracy" in table
     assert (wd / "pivot_mean_reward_hist.png").read_bytes()[:4] == b"\x89PNG"
     data = report["data"]["kinds"]
@@ -80,3 +81,4 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
     assert set(again["stages_reused"]) >= {"data", "base", "extract", "profile", "select", "train"}
     assert set(again["stages_reused"]) >= {"sft", "heldout", "eval_pi_0", "eval_pivotrl"}
     assert again["heldout_turn_acceptance"] == report["heldout_turn_acceptance"]
+    assert again["seconds_when_made"] == report["seconds_when_made"]

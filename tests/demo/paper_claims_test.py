@@ -42,13 +42,15 @@ def test_sweep_overrides_copy_and_check_keys(pc):
     from pivotrl_jax import config as config_lib
 
     c = config_lib.load_config("configs/paper_claims.py:smoke")
+    beta = c.train.beta
+    assert beta != 0.05
     d = pc.with_overrides(c, "train.beta=0.05,train.learning_rate=3e-5")
-    assert (d.train.beta, d.train.learning_rate, c.train.beta) == (0.05, 3e-5, 0.0)
+    assert (d.train.beta, d.train.learning_rate, c.train.beta) == (0.05, 3e-5, beta)
     with pytest.raises(KeyError, match=r"train\.nope"):
         pc.with_overrides(c, "train.nope=1")
     assert pc.run_dir(Path("w"), "pivotrl", 0, "train.beta=0.05").name == "pivotrl-s0-trainbeta005"
     full = config_lib.load_config("configs/paper_claims.py")
-    assert len(full.sweep) == 5 and set(full.methods) >= {"sft", "pivotrl", "naive_rl", "e2e_rl"}
+    assert len(full.sweep) == 8 and set(full.methods) >= {"sft", "pivotrl", "naive_rl", "e2e_rl"}
 
 
 def _items(turns, episodes, ood):
