@@ -37,7 +37,7 @@ sglang-env:
 	bash launch/sglang_cpu_env.sh $(SGLANG_VENV)
 
 test: install lint sglang-env
-	PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python $(BIN)/python -m pytest -q --timeout=1800 $(PYTEST_ARGS)
+	PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python $(BIN)/python -m pytest -q --timeout=1800 --durations=40 $(PYTEST_ARGS)
 
 # Quick local loop: skips the slow tier and the SGLang server tier.
 test-fast: install

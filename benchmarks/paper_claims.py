@@ -621,10 +621,16 @@ def e2e_steps(c, base: dict) -> int:
 
 
 def main(argv: list[str]) -> dict:
-    from pivotrl_jax import atomic, compile_cache
+    from pivotrl_jax import compile_cache
 
     c = load(argv)
-    compile_cache.enable(Path(c.workdir) / ".jax_cache")
+    with compile_cache.enabled(Path(c.workdir) / ".jax_cache"):
+        return _main(c, argv)
+
+
+def _main(c, argv: list[str]) -> dict:
+    from pivotrl_jax import atomic
+
     progress = sys.stderr.isatty()
     t0 = time.perf_counter()
     p, base, selections, profile_turns = prepare(c, progress)

@@ -542,11 +542,15 @@ class Evaluations:
 
 def run(c, progress: bool = True) -> dict:
     """Run (or resume) the whole demo described by `c` (configs/demo.py); returns the report."""
-    t_start = time.perf_counter()
     wd = Path(c.workdir)
     wd.mkdir(parents=True, exist_ok=True)
+    with compile_cache.enabled(wd / ".jax_cache"):
+        return _run(c, wd, progress)
+
+
+def _run(c, wd: Path, progress: bool) -> dict:
+    t_start = time.perf_counter()
     config_lib.write_resolved_config(c, wd, command=" ".join(sys.argv))
-    compile_cache.enable(wd / ".jax_cache")
     st = Stages(wd)
     p = Paths(wd)
     sel = prepare(c, st, p, progress)
