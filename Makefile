@@ -5,6 +5,9 @@ SGLANG_VENV ?= .venv-sglang
 BIN := $(VENV)/bin
 REQS := requirements.txt $(wildcard requirements-extra.txt requirements-nodeps.txt) setup.cfg pyproject.toml
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (one per core on the 2-core reference machine); a test
+# file stays on one worker, so its module fixtures are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast lint format bench paper-claims reliability sglang-env notebooks clean
 
@@ -37,7 +40,7 @@ sglang-env:
 	bash launch/sglang_cpu_env.sh $(SGLANG_VENV)
 
 test: install lint sglang-env
-	PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python $(BIN)/python -m pytest -q --timeout=1800 --durations=40 $(PYTEST_ARGS)
+	PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --timeout=1800 --durations=40 $(PYTEST_ARGS)
 
 # Quick local loop: skips the slow tier and the SGLang server tier.
 test-fast: install
