@@ -72,8 +72,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             # 5e-4: pivot reward 0.26 -> ~0.7 in 200 steps without entropy collapse; 1e-4 moved
             # the pivots' reward (0.24 -> 0.41) but not held-out turns.
             learning_rate=5e-4,
-            # k3 KL to pi_0 (then also measured). At beta 0 the same run gained +11.4 points of
-            # held-out acceptance and lost 10.5 of out-of-domain accuracy; at 0.1, +16.7 / -5.3.
+            # k3 KL to pi_0 (then also measured). On one pi_0, beta 0 gave +11.4 points of
+            # held-out acceptance and -10.5 of out-of-domain accuracy, 0.1 gave +16.7 / -5.3.
             beta=0.1,
             max_new_tokens=48,
             max_prompt_len=320,

@@ -82,22 +82,30 @@ def test_trajectory_nll_equals_sum_of_turn_nlls(setup):
     recs, _ = trajectory_records(tok, rows)
     cands = list(records.read_records(d / "c", prefix="candidates"))
 
-    def logprobs(ids):
-        x = np.asarray([ids], np.int32)
-        logits, _ = model(x, np.arange(len(ids), dtype=np.int32)[None], np.ones_like(x))
-        logits = np.asarray(logits[0], np.float64)
+    turns = [c for c in cands if any(c["trajectory_id"] == r["trajectory_id"] for r in recs)]
+    seqs = [list(r["prompt_ids"]) + list(r["completion_ids"]) for r in recs]
+    seqs += [list(c["prompt_ids"]) + list(c["completion_ids"]) for c in turns]
+    # One causal forward over every sequence, right-padded: a token's logits see only the tokens
+    # before it, so the padding changes nothing that is read.
+    width = max(map(len, seqs))
+    x = np.zeros((len(seqs), width), np.int32)
+    for i, ids in enumerate(seqs):
+        x[i, : len(ids)] = ids
+    positions = np.broadcast_to(np.arange(width, dtype=np.int32), x.shape)
+    all_logits = np.asarray(model(x, positions, np.ones_like(x))[0], np.float64)  # [N, W, V]
+
+    def logprobs(i):
+        ids, logits = seqs[i], all_logits[i, : len(seqs[i])]
         lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
         return logits[np.arange(len(ids) - 1), ids[1:]] - lse[:-1]  # [T-1]: log p(t+1 | <=t)
 
-    for rec in recs:
-        full = list(rec["prompt_ids"]) + list(rec["completion_ids"])
-        lp = logprobs(full)
+    for r, rec in enumerate(recs):
+        lp = logprobs(r)
         mask = np.asarray([0.0] * len(rec["prompt_ids"]) + list(rec["completion_mask"]))[1:]
         traj_nll = -(lp * mask).sum()
         turn_nll = 0.0
-        for c in cands:
-            if c["trajectory_id"] != rec["trajectory_id"]:
-                continue
-            ids = list(c["prompt_ids"]) + list(c["completion_ids"])
-            turn_nll += -logprobs(ids)[len(c["prompt_ids"]) - 1 :].sum()
+        for j, c in enumerate(turns):
+            if c["trajectory_id"] == rec["trajectory_id"]:
+                turn_nll += -logprobs(len(recs) + j)[len(c["prompt_ids"]) - 1 :].sum()
+        assert turn_nll > 0
         assert traj_nll == pytest.approx(turn_nll, rel=1e-5)
