@@ -37,7 +37,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from demo_step import MODEL as DEMO_MODEL  # a sibling benchmark: benchmarks/ is on sys.path
 from flax import nnx
+from train_step import PEER, PEER_MOE, matmul_flops_per_s
 
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.moe import DISPATCH
@@ -46,41 +48,11 @@ from pivotrl_jax.models.testing import random_model
 from pivotrl_jax.models.transformer import forward
 from pivotrl_jax.train.logprobs import token_logprobs
 
+# The peers' MoE (benchmarks/train_step.py) and the demo's tiny-moe policy (configs/model.py,
+# as benchmarks/demo_step.py reads it).
 SHAPES = {
-    "peers": dict(
-        model=dict(
-            vocab_size=8192,
-            hidden_size=512,
-            intermediate_size=1536,
-            num_hidden_layers=8,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            head_dim=64,
-            num_experts=8,
-            num_experts_per_tok=2,
-            moe_intermediate_size=512,
-            norm_topk_prob=True,
-        ),
-        batch=8,
-        length=512,
-    ),
-    "demo": dict(
-        model=dict(
-            vocab_size=1024,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            num_experts=8,
-            num_experts_per_tok=2,
-            moe_intermediate_size=64,
-            norm_topk_prob=True,
-        ),
-        batch=16,
-        length=512,
-    ),
+    "peers": dict(model=dict(PEER, **PEER_MOE), batch=8, length=512),
+    "demo": dict(model=DEMO_MODEL, batch=16, length=512),
 }
 
 
@@ -92,19 +64,6 @@ def timed(fn, args, steps: int) -> float:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def matmul_flops_per_s(n: int = 2048, reps: int = 10) -> float:
-    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
-    mm(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        mm(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def model_flops(c: ModelConfig, B: int, T: int) -> float:
@@ -156,7 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     shape = SHAPES[args.shape]
     B, T = shape["batch"], shape["length"]
-    peak = matmul_flops_per_s()
+    peak = matmul_flops_per_s(2048, jnp.float32, 10)
     out = {"shape": args.shape, "batch": B, "length": T, "backend": jax.default_backend()}
     out["matmul_flops_per_s"] = peak
     out["model_config"] = shape["model"]
