@@ -1,8 +1,11 @@
-"""Choose the demo's pi_0 pretraining schedule and the SFT baseline's learning rate and epochs on
-a validation split (never on the evaluation items), and print the grid as one JSON object.
+"""Choose the demo's pi_0 pretraining schedule, the SFT baseline's learning rate and epochs and
+PivotRL's KL coefficient on a validation split (never on the evaluation items), and print the grid
+as one JSON object.
 
     python benchmarks/demo_tuning.py base   # pi_0 variants (configs/demo.py `base` overrides)
     python benchmarks/demo_tuning.py sft    # SFT from the demo's pi_0: lr x epochs
+    python benchmarks/demo_tuning.py rl     # PivotRL from the demo's pi_0 and pivots: lr x beta
+    python benchmarks/demo_tuning.py rl --only=1e-3:0.1   # train and score one grid point
     python benchmarks/demo_tuning.py sft --config.workdir=runs/demo2 --config.seed=1
 
 Validation items are expert trajectories of evaluation sessions that the demo's evaluation never
@@ -10,12 +13,21 @@ uses (sessions drawn with another seed, minus every session of the evaluation se
 candidate turns; each model is scored by greedy held-out turn acceptance on them (the demo's
 primary metric) and, for pi_0, by greedy success on validation episodes. The chosen values are
 the ones written in configs/demo.py; docs/demo.md records the grid.
+
+`rl` trains PivotRL over learning rate x KL beta (`RL_GRID`) and chooses the point with the
+highest validation acceptance. It also reports out-of-domain accuracy on validation questions, but
+only of the kinds the demo does not evaluate: the evaluated kinds have few distinct questions
+(~108), all of them evaluation items, and pi_0 answers only ~2% of the other kinds', so that
+column shows forgetting weakly and is reported, not used to choose. Each grid point is a cached
+run (workdir/tuning/rl-lr*-beta*/); `--only=LR:BETA` computes one, so that points can run in
+parallel processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,6 +41,8 @@ BASE_GRID = (
     "base.hidden_size=128,base.steps=3000",
 )
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
+RL_GRID = ((5e-4, 0.1), (1e-3, 0.1), (5e-4, 0.3), (5e-4, 1.0))  # (learning rate, KL beta)
+VALIDATION_TRAJECTORIES = {"sft": 150, "rl": 400}
 
 
 def validation_split(c, p, n: int) -> Path:
@@ -38,7 +52,7 @@ def validation_split(c, p, n: int) -> Path:
     from pivotrl_jax.envs import generate_tasks
     from pivotrl_jax.envs.sft import trajectory
 
-    out = p.root / "validation"
+    out = p.root / ("validation" if n == 150 else f"validation-{n}")
     if (out / "candidates").exists():
         return out / "candidates"
     e = c.eval
@@ -64,6 +78,88 @@ def acceptance(cmp, model: Path, cands: list[dict], verifiers, e) -> float:
     return 100 * sum(rewards) / len(rewards)
 
 
+def validation_ood(c, kinds: list[str], n: int) -> list:
+    """Up to `n` distinct out-of-domain questions of the kinds the evaluation does not ask (its
+    kinds' few distinct questions are all evaluation questions), none a probe question: the
+    forgetting of skills outside the trained domain, measured away from the test items."""
+    from pivotrl_jax.envs.ood import KINDS
+    from pivotrl_jax.eval import compare
+
+    e = c.eval
+    probe = {t.question for t in compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)}
+    others = [k for k in KINDS.names() if k not in kinds]
+    return compare.ood_tasks(n, e.seed + 3000, others, exclude=probe)
+
+
+def rl_point(c, p, lr: float, beta: float, overrides: list[str]) -> Path:
+    """PivotRL from the demo's pi_0 on its pivots with learning rate `lr` and KL coefficient
+    `beta`; the exported policy (the demo's own run when those are the demo's settings)."""
+    from pivotrl_jax import config as config_lib
+    from pivotrl_jax import demo
+
+    if (lr, beta) == (c.train.learning_rate, c.train.beta) and (p.final / "config.json").exists():
+        return p.final
+    tc = config_lib.load_config("configs/demo.py", overrides)
+    tc.train.learning_rate, tc.train.beta = lr, beta
+    tp = demo.Paths(Path(c.workdir) / "tuning" / f"rl-lr{lr:g}-beta{beta:g}")
+    if not (tp.final / "config.json").exists():
+        tp.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tp.train, ignore_errors=True)
+        demo.train_pivotrl(tc, p, p.pivots, tp.train, tp.final, progress=False)
+    return tp.final
+
+
+def score_rl(cmp, c, model: Path, cands, ood, verifiers, path: Path) -> dict:
+    """Validation acceptance and out-of-domain accuracy of `model` (cached in `path`)."""
+    from pivotrl_jax import atomic
+
+    if path.exists():
+        return json.loads(path.read_text())
+    r = cmp.measure(model, c.eval, cands, {"ood": ood}, verifiers, progress=False)
+    row = {
+        "model": str(model),
+        "acceptance": 100 * sum(r["turns"]) / len(r["turns"]),
+        "ood_other_kinds": 100 * sum(r["ood"]) / len(r["ood"]),
+        "n_turns": len(r["turns"]),
+        "n_ood": len(r["ood"]),
+    }
+    atomic.write_json(path, row)
+    return row
+
+
+def tune_rl(c, p, st, overrides: list[str], only: tuple | None, verifiers) -> dict:
+    from pivotrl_jax import demo
+    from pivotrl_jax.eval.compare import Comparison
+
+    wd = Path(c.workdir)
+    points = RL_GRID if only is None else (only,)
+    models = {pt: rl_point(c, p, *pt, overrides) for pt in points}
+    cands = demo.read_records(validation_split(c, p, VALIDATION_TRAJECTORIES["rl"]))
+    evals = demo.Evaluations(c, st, p, progress=False)
+    cmp = Comparison(p.base / "model")
+    try:
+        ood = validation_ood(c, evals.ood_kinds(), c.eval.ood_questions)
+        scores = wd / "tuning" / "rl-scores"
+        base = score_rl(cmp, c, p.base / "model", cands, ood, verifiers, scores / "pi_0.json")
+        grid = []
+        for (lr, beta), m in models.items():
+            path = scores / f"lr{lr:g}-beta{beta:g}.json"
+            grid.append(
+                {
+                    "learning_rate": lr,
+                    "beta": beta,
+                    **score_rl(cmp, c, m, cands, ood, verifiers, path),
+                }
+            )
+    finally:
+        cmp.close()
+        evals.close()
+    result = {"what": "rl", "pi_0": base, "grid": grid}
+    if only is None:
+        result["best"] = max(grid, key=lambda g: g["acceptance"])
+    return result
+
+
 def main(argv: list[str]) -> dict:
     from pivotrl_jax import config as config_lib
     from pivotrl_jax import demo
@@ -71,18 +167,28 @@ def main(argv: list[str]) -> dict:
     from pivotrl_jax.eval.compare import Comparison
     from pivotrl_jax.pivots.profile import DomainVerifiers
 
-    what, overrides = argv[0], [a[len("--config.") :] for a in argv[1:]]
-    if what not in ("base", "sft"):
-        raise SystemExit("usage: demo_tuning.py base|sft [--config.KEY=VALUE ...]")
+    what, rest = (argv[0] if argv else ""), argv[1:]
+    only = [
+        tuple(float(x) for x in a.split("=", 1)[1].split(":"))
+        for a in rest
+        if a.startswith("--only=")
+    ]
+    overrides = [a[len("--config.") :] for a in rest if a.startswith("--config.")]
+    if what not in ("base", "sft", "rl") or len(overrides) + len(only) != len(rest):
+        raise SystemExit(
+            "usage: demo_tuning.py base|sft|rl [--only=LR:BETA (rl)] [--config.KEY=VALUE ...]"
+        )
     c = config_lib.load_config("configs/demo.py", overrides)
     wd = Path(c.workdir)
     p = demo.Paths(wd)
     st = demo.Stages(wd)
-    demo.prepare(c, st, p, progress=False) if what == "sft" else demo.make_data(c, p.data)
+    demo.prepare(c, st, p, progress=False) if what != "base" else demo.make_data(c, p.data)
     verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(c.domains)), {})
+    if what == "rl":
+        return tune_rl(c, p, st, overrides, only[0] if only else None, verifiers)
     grid = []
     if what == "sft":
-        cands = demo.read_records(validation_split(c, p, 150))
+        cands = demo.read_records(validation_split(c, p, VALIDATION_TRAJECTORIES["sft"]))
         cmp = Comparison(p.base / "model")
         base = acceptance(cmp, p.base / "model", cands, verifiers, c.eval)
         for lr, epochs in SFT_GRID:
@@ -153,4 +259,12 @@ class _Shared:
 
 if __name__ == "__main__":
     os.chdir(REPO)
-    print(json.dumps(main(sys.argv[1:]), indent=1))
+    from pivotrl_jax import compile_cache
+    from pivotrl_jax import config as config_lib
+
+    workdir = Path(config_lib.load_config("configs/demo.py", []).workdir)
+    for a in sys.argv[1:]:
+        if a.startswith("--config.workdir="):
+            workdir = Path(a.split("=", 1)[1])
+    with compile_cache.enabled(workdir / ".jax_cache"):  # the demo's compiled programs
+        print(json.dumps(main(sys.argv[1:]), indent=1))

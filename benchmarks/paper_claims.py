@@ -3,6 +3,7 @@
     python benchmarks/paper_claims.py                                          # CPU default
     python benchmarks/paper_claims.py --config=configs/paper_claims.py:smoke   # the tests' run
     python benchmarks/paper_claims.py --config.seeds="(0,1,2,3,4)"
+    python benchmarks/paper_claims.py --config.jobs=2   # two runs at a time, a core each
 
 One data set, one pi_0 and one evaluation (the demo's: configs/demo.py, whose stages are shared
 and cached in `workdir`), several seeds per method:
@@ -620,12 +621,41 @@ def e2e_steps(c, base: dict) -> int:
     return max(1, math.ceil(budget / per_step))
 
 
-def main(argv: list[str]) -> dict:
+def main(argv: list[str]) -> dict | None:
     from pivotrl_jax import compile_cache
 
     c = load(argv)
     with compile_cache.enabled(Path(c.workdir) / ".jax_cache"):
         return _main(c, argv)
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """ "i/n" -> (i, n) with 0 <= i < n; "" -> (0, 1)."""
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise SystemExit(f"--config.shard={shard!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= i < n:
+        raise SystemExit(f"--config.shard={shard!r}: need 0 <= I < N")
+    return i, n
+
+
+def run_shards(argv: list[str], jobs: int) -> None:
+    """`jobs` processes, each running every `jobs`-th run (`--config.shard=i/jobs`), each on its
+    share of this process's CPUs; returns when all have finished, raising if one failed."""
+    import subprocess
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    procs = []
+    for i in range(jobs):
+        env = dict(os.environ, PAPER_CLAIMS_CPUS=",".join(map(str, cpus[i::jobs])))
+        cmd = [sys.executable, __file__, *argv, f"--config.shard={i}/{jobs}"]
+        procs.append(subprocess.Popen(cmd, env=env))
+    failed = [i for i, proc in enumerate(procs) if proc.wait() != 0]
+    if failed:
+        raise SystemExit(f"paper_claims: shard(s) {failed} of {jobs} failed (see their output)")
 
 
 def _main(c, argv: list[str]) -> dict:
@@ -637,10 +667,15 @@ def _main(c, argv: list[str]) -> dict:
     wd = Path(c.workdir)
     jobs = [(m, s, "") for m in c.methods for s in c.seeds]
     jobs += [(m, c.seeds[0], ov) for m, ov in c.sweep]
+    shard, shards = parse_shard(c.shard)
+    if shards == 1 and c.jobs > 1:  # the shared stages are made above, once, before the shards
+        run_shards(argv, c.jobs)
     runs = {}
     ev = Evaluator(c, p)
     try:
         for i, (method, seed, ov) in enumerate(jobs):
+            if i % shards != shard:
+                continue
             rc = with_overrides(c, ov)
             out = run_dir(wd, method, seed, ov)
             key = settings_hash(
@@ -670,6 +705,8 @@ def _main(c, argv: list[str]) -> dict:
             runs[(method, seed, ov)] = result
     finally:
         ev.close()
+    if shards > 1:
+        return None  # the process that started the shards writes the report
     summary = summarize(c, base, runs, selections, profile_turns)
     seconds = time.perf_counter() - t0
     results = Path(c.results_dir)
@@ -684,7 +721,11 @@ def _main(c, argv: list[str]) -> dict:
 
 if __name__ == "__main__":
     os.chdir(REPO)
+    if os.environ.get("PAPER_CLAIMS_CPUS"):  # a shard's CPUs, set before JAX starts its threads
+        os.sched_setaffinity(0, {int(x) for x in os.environ["PAPER_CLAIMS_CPUS"].split(",")})
     out = main(sys.argv[1:])
+    if out is None:
+        sys.exit(0)
     brief = {
         "seconds": out["seconds"],
         "base": out["base"],

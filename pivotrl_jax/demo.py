@@ -474,6 +474,11 @@ def read_records(folder: Path, prefix: str = "candidates") -> list[dict]:
     return list(records_io.read_records(folder, prefix=prefix))
 
 
+def questions_key(tasks: Sequence[Any]) -> str:
+    """A digest of the questions an evaluation asks (its cached results name it)."""
+    return hashlib.sha256("\n".join(t.question for t in tasks).encode()).hexdigest()[:16]
+
+
 class Evaluations:
     """The evaluation stages: one engine (opened at first use) for every model, the OOD
     question kinds chosen once from pi_0, then per-item results per model in eval/NAME.json."""
@@ -496,15 +501,16 @@ class Evaluations:
         from pivotrl_jax.eval import compare
 
         e, path = self.c.eval, self.p.eval / "ood_kinds.json"
+        tasks = compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)
 
         def probe():
-            tasks = compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)
             self.cmp.load(self.p.base / "model")
             results = self.cmp.episodes(tasks, e, 1, self.progress, "ood probe")
             kinds = compare.ood_kinds(results, tasks, e.ood_min_accuracy)
             atomic.write_json(path, kinds)
 
-        self.st.run("ood_kinds", config_lib.to_dict(e), [path], probe)
+        settings = {"eval": config_lib.to_dict(e), "questions": questions_key(tasks)}
+        self.st.run("ood_kinds", settings, [path], probe)
         return json.loads(path.read_text())
 
     def run(self, models: dict[str, Path]) -> dict[str, dict]:
@@ -526,7 +532,7 @@ class Evaluations:
             path = self.p.eval / f"{name}.json"
             self.st.run(
                 f"eval_{name}",
-                {"eval": config_lib.to_dict(e), "kinds": kinds},
+                {"eval": config_lib.to_dict(e), "kinds": kinds, "ood": questions_key(tasks["ood"])},
                 [path],
                 lambda m=model, path=path: atomic.write_json(
                     path, self.cmp.measure(m, e, cands, tasks, verifiers, self.progress)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +36,33 @@ def sampling(tok: Any, e: Any):
     )
 
 
-def ood_tasks(n: int, seed: int, kinds: Sequence[str] | None = None) -> list[Any]:
-    """`n` evaluation questions, only of `kinds` when given (drawn in session order)."""
+def ood_tasks(
+    n: int,
+    seed: int,
+    kinds: Sequence[str] | None = None,
+    exclude: Collection[str] = (),
+) -> list[Any]:
+    """Up to `n` evaluation questions with distinct texts, only of `kinds` when given and none
+    whose text is in `exclude` (drawn in session order). Some kinds have few distinct questions
+    (a word list of 12 words): when the draw stops finding new ones the list is shorter than
+    `n`, so that no question is counted twice as if it were independent evidence."""
     from pivotrl_jax.envs import generate_tasks
 
     if kinds is not None and not kinds:
         return []
-    out: list[Any] = []
-    want = n
-    while len(out) < n:
+    out: dict[str, Any] = {}
+    want, stalled = max(n, 16), 0
+    while len(out) < n and stalled < 3:
         want *= 2
-        pool = generate_tasks("ood", want, seed=seed, split="eval")
-        out = [t for t in pool if kinds is None or t.kind in kinds][:n]
-    return out
+        before = len(out)
+        out = {}
+        for t in generate_tasks("ood", want, seed=seed, split="eval"):
+            if (kinds is None or t.kind in kinds) and t.question not in exclude:
+                out.setdefault(t.question, t)
+                if len(out) == n:
+                    break
+        stalled = stalled + 1 if len(out) == before else 0
+    return list(out.values())
 
 
 def ood_kinds(results: Sequence[Any], tasks: Sequence[Any], min_accuracy: float) -> list[str]:

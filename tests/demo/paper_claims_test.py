@@ -38,6 +38,13 @@ def test_first_reaching_and_mean_curve(pc):
     assert pc.first_reaching(m, 41.0) is None
 
 
+def test_shard_spec(pc):
+    assert pc.parse_shard("") == (0, 1) and pc.parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "x", "1/0", "-1/2"):
+        with pytest.raises(SystemExit, match="shard"):
+            pc.parse_shard(bad)
+
+
 def test_sweep_overrides_copy_and_check_keys(pc):
     from pivotrl_jax import config as config_lib
 
@@ -121,7 +128,8 @@ def test_benchmark_smoke_end_to_end_and_reuse(pc, tmp_path):
         f"--config.workdir={wd}",
         f"--config.results_dir={res}",
     ]
-    summary = pc.main(argv)
+    # Two shard processes train the runs; this process then finds them all done and reports.
+    summary = pc.main([*argv, "--config.jobs=2"])
     c = summary["config"]
     t = c["train"]
     assert set(summary["methods"]) == set(c["methods"]) and len(c["methods"]) == 5
@@ -147,7 +155,7 @@ def test_benchmark_smoke_end_to_end_and_reuse(pc, tmp_path):
     for name in ("results.json", "report.md", "acceptance_vs_turns.png", "tradeoff.png"):
         assert (res / name).exists()
     assert "| pivotrl |" in (res / "report.md").read_text()
-    # A second run reuses every stage and run.
+    # A second, unsharded run reuses every stage and run.
     again = pc.main(argv)
     assert again["methods"] == summary["methods"]
     assert again["seconds"] < summary["seconds"] / 2
