@@ -34,6 +34,7 @@ def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.data.record_checks import sft_record_check
     from pivotrl_jax.models.sharding import MESH_AXES
     from pivotrl_jax.train import loop, sft
+    from pivotrl_jax.train.bookkeeping import TrainingDiverged
     from pivotrl_jax.train.checkpoint import NonFiniteStateError
     from pivotrl_jax.train.optim import OptimConfig, make_optimizer, make_schedule, policy_config
     from pivotrl_jax.train.state import create_train_state, make_policy, place_params
@@ -61,6 +62,7 @@ def main(fv: flags.FlagValues) -> int:
             pack=cfg.train.pack,
             checkpoint_every=cfg.checkpoint.every,
             keep_checkpoints=cfg.checkpoint.keep,
+            max_nonfinite=cfg.train.max_nonfinite,
             tensorboard=cfg.log.tensorboard,
             progress=cfg.log.progress,
         )
@@ -116,7 +118,7 @@ def main(fv: flags.FlagValues) -> int:
         state, summary = sft.run_sft(
             scfg, optim, policy, state, step, iter(data), out, row_multiple
         )
-    except NonFiniteStateError as e:
+    except (TrainingDiverged, NonFiniteStateError) as e:
         print(f"pivotrl sft: stopped: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "last"}))

@@ -29,6 +29,7 @@ from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.aggregation import LossParts, as_float
 from pivotrl_jax.train.batching import Sequence as Seq
 from pivotrl_jax.train.batching import TrainBatch, make_batch
+from pivotrl_jax.train.bookkeeping import check_finite
 from pivotrl_jax.train.checkpoint import Checkpointer
 from pivotrl_jax.train.optim import OptimConfig, make_optimizer
 from pivotrl_jax.train.state import Policy, TrainState, abstract_train_state
@@ -46,6 +47,7 @@ class SftConfig:
     pack: bool = False
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
+    max_nonfinite: int = 3  # stop (TrainingDiverged) after this many skipped non-finite updates
     tensorboard: bool = True
     progress: bool = True
 
@@ -137,6 +139,7 @@ def run_sft(
             last["data/skipped_records"] = float(skipped)
             writer.write(it + 1, last)
             faults.point("sft.step_done")
+            check_finite(int(state.nonfinite), cfg.max_nonfinite, it + 1, ckpt.latest_step())
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.steps:
                 ckpt.save(it + 1, state, {"data_state": data.get_state(), "iteration": it + 1})
     finally:

@@ -8,7 +8,7 @@ non-finite.
   pass overflows: every later update has a non-finite loss or gradient. Each is skipped (the
   parameters stay as they were) and counted; the run stops once the count passes
   `train.max_nonfinite`, exit code 1 and a message saying so, and every checkpoint on disk
-  restores to finite parameters and optimizer moments.
+  restores to finite parameters and optimizer moments. `pivotrl sft` the same.
 """
 
 import json
@@ -98,3 +98,31 @@ def test_non_finite_updates_are_skipped_counted_and_stop_the_run(assets, tmp_pat
         b, _ = checkpoint_state(run, steps[-1])
         for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_sft_non_finite_updates_are_skipped_counted_and_stop_the_run(assets, tmp_path, capsys):
+    run = tmp_path / "sft"
+    argv = ["sft", "--config=configs/train.py:sft,tiny", f"--config.model_dir={assets / 'model'}",
+            f"--config.trajectories={assets / 'cands'}", "--config.sft.steps=10",
+            "--config.sft.batch_size=4", "--config.optim.learning_rate=1e30",
+            "--config.optim.warmup_steps=0", "--config.train.max_nonfinite=2",
+            "--config.checkpoint.every=1", "--config.checkpoint.keep=10",
+            "--config.log.progress=false", "--config.log.tensorboard=false",
+            "--output", str(run)]  # fmt: skip
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "3 non-finite updates (limit 2)" in err and "Traceback" not in err
+    rows = read_metrics(run)
+    assert [r["nonfinite_total"] for r in rows if r["update_skipped"]] == [1, 2, 3]
+    assert rows[-1]["update_skipped"] == 1 and len(rows) < 10  # stopped at the third
+    with Checkpointer(run / "checkpoints") as ckpt:
+        steps = ckpt.all_steps()
+    assert max(steps, default=0) == rows[-1]["step"] - 1  # nothing saved at the stopping step
+    import jax
+
+    for step in steps:
+        state, _ = checkpoint_state(run, step)
+        for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
+            leaf = np.asarray(leaf)
+            if np.issubdtype(leaf.dtype, np.floating):
+                assert np.isfinite(leaf).all(), step
