@@ -40,6 +40,17 @@ def _train(assets, out, *extra):
             "--config.log.tensorboard=false", "--output", str(out), *extra]  # fmt: skip
 
 
+def _assert_finite_checkpoints(run, steps):
+    import jax
+
+    for step in steps:
+        state, _ = checkpoint_state(run, step)
+        for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
+            leaf = np.asarray(leaf)
+            if np.issubdtype(leaf.dtype, np.floating):
+                assert np.isfinite(leaf).all(), step
+
+
 def test_a_hanging_or_raising_verifier_is_cut_and_counted(assets, tmp_path, monkeypatch):
     import pivotrl_with_test_verifier  # noqa: F401
 
@@ -84,18 +95,13 @@ def test_non_finite_updates_are_skipped_counted_and_stop_the_run(assets, tmp_pat
     with Checkpointer(run / "checkpoints") as ckpt:
         steps = ckpt.all_steps()
     assert steps and max(steps) == rows[-1]["step"] - 1  # nothing saved at the stopping step
-    import jax
-
-    for step in steps:
-        state, _ = checkpoint_state(run, step)
-        for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
-            leaf = np.asarray(leaf)
-            if np.issubdtype(leaf.dtype, np.floating):
-                assert np.isfinite(leaf).all(), step
+    _assert_finite_checkpoints(run, steps)
     # A skipped update leaves the parameters exactly as they were.
     if len(steps) >= 2 and rows[steps[-1] - 1]["update_skipped"]:
         a, _ = checkpoint_state(run, steps[-2])
         b, _ = checkpoint_state(run, steps[-1])
+        import jax
+
         for x, y in zip(jax.tree.leaves(a["params"]), jax.tree.leaves(b["params"])):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -118,11 +124,4 @@ def test_sft_non_finite_updates_are_skipped_counted_and_stop_the_run(assets, tmp
     with Checkpointer(run / "checkpoints") as ckpt:
         steps = ckpt.all_steps()
     assert max(steps, default=0) == rows[-1]["step"] - 1  # nothing saved at the stopping step
-    import jax
-
-    for step in steps:
-        state, _ = checkpoint_state(run, step)
-        for leaf in jax.tree.leaves((state["params"], state["opt_state"])):
-            leaf = np.asarray(leaf)
-            if np.issubdtype(leaf.dtype, np.floating):
-                assert np.isfinite(leaf).all(), step
+    _assert_finite_checkpoints(run, steps)
