@@ -315,6 +315,76 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     return out
 
 
+# The paper's claims as comparisons of two methods on one metric, seed by seed: (text, method,
+# against, metric, claimed sign). "pi_0" is the base policy; metrics are percent of items.
+CLAIMS = (
+    ("PivotRL's held-out turn acceptance is above SFT's", "pivotrl", "sft", "turns", 1),
+    ("PivotRL's in-domain success is above SFT's", "pivotrl", "sft", "in_domain", 1),
+    ("PivotRL keeps out-of-domain accuracy (no loss against pi_0)", "pivotrl", "pi_0", "ood", 0),
+    ("PivotRL's out-of-domain accuracy is above SFT's", "pivotrl", "sft", "ood", 1),
+    (
+        "Pivot filtering helps: PivotRL's held-out acceptance is above random candidate turns'",
+        "pivotrl",
+        "random_turns",
+        "turns",
+        1,
+    ),
+    (
+        "The functional reward helps: PivotRL's held-out acceptance is above naive local RL's",
+        "pivotrl",
+        "naive_rl",
+        "turns",
+        1,
+    ),
+    (
+        "At the same rollout turns PivotRL's in-domain success is at least end-to-end RL's",
+        "pivotrl",
+        "e2e_rl",
+        "in_domain",
+        0,
+    ),
+)
+
+
+def metric(items: dict, name: str) -> float:
+    return pct(in_domain(items) if name == "in_domain" else items[name])
+
+
+def claims(c, base: dict, runs: dict) -> list[dict]:
+    """Each claim of CLAIMS whose methods ran: the per-seed difference (method - against, in
+    points) with its 95% t-interval and a verdict. A claimed improvement (sign 1) holds when the
+    interval is above 0 and fails when it is below; a claimed absence of loss (sign 0) fails
+    when the interval is below 0 and holds otherwise; anything else is not resolved."""
+    from pivotrl_jax.eval.stats import mean_ci
+
+    out = []
+    for text, a, b, name, sign in CLAIMS:
+        if a not in c.methods or (b != "pi_0" and b not in c.methods):
+            continue
+        diffs = []
+        for seed in c.seeds:
+            other = base if b == "pi_0" else runs[(b, seed, "")]["final"]
+            diffs.append(metric(runs[(a, seed, "")]["final"], name) - metric(other, name))
+        m = mean_ci(diffs)
+        lo, hi = m["mean"] - m["ci95"], m["mean"] + m["ci95"]
+        if hi < 0:
+            verdict = "does not hold"
+        elif sign == 0 or lo > 0:
+            verdict = "holds"
+        else:
+            verdict = "not resolved"
+        out.append(
+            {
+                "claim": text,
+                "difference": m["mean"],
+                "ci95": [lo, hi],
+                "n": m["n"],
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
 def summarize(c, base: dict, runs: dict, selections: dict, profile_turns: int) -> dict:
     from pivotrl_jax.eval.stats import mean_ci, paired_difference
 
@@ -391,6 +461,7 @@ def summarize(c, base: dict, runs: dict, selections: dict, profile_turns: int) -
             },
         },
         "methods": methods,
+        "claims": claims(c, base, runs),
         "selections": selections,
         "profile_turns": profile_turns,
         "sweep": sweep,
@@ -421,6 +492,22 @@ def report_markdown(c, summary: dict, command: str, seconds: float) -> str:
         "",
         f"pi_0: held-out turn acceptance {base['turn_acceptance']:.1f}%, in-domain success "
         f"{base['in_domain']:.1f}%, out-of-domain accuracy {base['ood']:.1f}%.",
+        "",
+        "## Which of the paper's claims hold here",
+        "",
+        f"Per-seed differences between two methods ({n} seeds; pi_0 is one model), mean and 95% "
+        "t-interval in points. An improvement holds when its interval is above 0; 'no loss' "
+        "fails only when its interval is below 0.",
+        "",
+        "| claim | difference | 95% interval | verdict |",
+        "|---|---|---|---|",
+        *(
+            f"| {k['claim']} | {k['difference']:+.1f} | [{k['ci95'][0]:+.1f}, "
+            f"{k['ci95'][1]:+.1f}] | {k['verdict']} |"
+            for k in summary["claims"]
+        ),
+        "",
+        "## Methods",
         "",
         "Means over seeds with 95% t-intervals, in percent or points.",
         "",

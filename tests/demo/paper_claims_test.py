@@ -38,6 +38,39 @@ def test_first_reaching_and_mean_curve(pc):
     assert pc.first_reaching(m, 41.0) is None
 
 
+def test_claim_verdicts_follow_the_interval(pc):
+    from pivotrl_jax import config as config_lib
+
+    c = config_lib.load_config(
+        "configs/paper_claims.py:smoke",
+        ["seeds=(0, 1, 2)", "methods=('sft', 'pivotrl')", "sweep=()", "domains=('terminal',)"],
+    )
+    base = _items([0] * 10, [0] * 10, [1] * 10)
+
+    def final(turns_right, ood_right):
+        return {"final": _items([1] * turns_right + [0] * (10 - turns_right), [0] * 10,
+                                [1] * ood_right + [0] * (10 - ood_right))}  # fmt: skip
+
+    runs = {
+        ("sft", 0, ""): final(2, 10), ("sft", 1, ""): final(2, 10), ("sft", 2, ""): final(2, 10),
+        # PivotRL - SFT turns: +30, +40, +50 points (mean 40, t-interval 40 +- 24.8)
+        ("pivotrl", 0, ""): final(5, 9), ("pivotrl", 1, ""): final(6, 10),
+        ("pivotrl", 2, ""): final(7, 10),
+    }  # fmt: skip
+    got = {k["claim"]: k for k in pc.claims(c, base, runs)}
+    turns = got["PivotRL's held-out turn acceptance is above SFT's"]
+    assert turns["difference"] == pytest.approx(40.0)
+    half = 4.302652729911275 * 10.0 / 3**0.5  # t_{0.975, 2} * sd / sqrt(n)
+    assert turns["ci95"] == pytest.approx([40.0 - half, 40.0 + half], abs=0.01)  # t table: 4.303
+    assert turns["verdict"] == "holds"
+    # OOD -10, 0, 0 against pi_0: the interval crosses 0, so "no loss" holds;
+    # against SFT the same numbers leave "above SFT" unresolved.
+    assert got["PivotRL keeps out-of-domain accuracy (no loss against pi_0)"]["verdict"] == "holds"
+    assert got["PivotRL's out-of-domain accuracy is above SFT's"]["verdict"] == "not resolved"
+    assert got["PivotRL's in-domain success is above SFT's"]["verdict"] == "not resolved"
+    assert len(got) == 4  # the ablations and end-to-end RL did not run
+
+
 def test_shard_spec(pc):
     assert pc.parse_shard("") == (0, 1) and pc.parse_shard("1/3") == (1, 3)
     for bad in ("3/3", "x", "1/0", "-1/2"):
@@ -112,7 +145,16 @@ def test_summary_and_report_from_synthetic_runs(pc, tmp_path):
     assert piv["turns_to_reach"] == {"30.0": 64, "35.0": 64, "40.0": 128}
     assert e2e["turns_to_reach"]["30.0"] == 512 and e2e["turns_to_reach"]["40.0"] is None
     assert e2e["steps_that_updated"] == 3
+    # Claims whose methods ran: OOD 50% in both seeds against pi_0's 75% (a certain loss), and
+    # in-domain success equal to end-to-end RL's in both seeds (no loss).
+    by_claim = {k["claim"]: k for k in s["claims"]}
+    assert len(by_claim) == 2
+    ood = by_claim["PivotRL keeps out-of-domain accuracy (no loss against pi_0)"]
+    assert ood["difference"] == pytest.approx(-25.0) and ood["verdict"] == "does not hold"
+    (e2e_claim,) = (k for k in s["claims"] if "end-to-end" in k["claim"])
+    assert e2e_claim["ci95"] == [0.0, 0.0] and e2e_claim["verdict"] == "holds"
     md = pc.report_markdown(c, s, "python benchmarks/paper_claims.py", 60.0)
+    assert "| -25.0 | [-25.0, -25.0] | does not hold |" in md
     assert "| pivotrl | 87.5 ± " in md and "not reached" in md
     assert "updated the policy at 3 of its 4 steps" in md
     pc.plot(s, runs, tmp_path)
