@@ -61,8 +61,10 @@ reliability: install sglang-env
 	$(BIN)/python benchmarks/reliability_load.py all
 
 # SFT vs PivotRL vs ablations vs end-to-end RL; writes docs/results/ (reuses `make demo`'s stages).
+# PAPER_CLAIMS_JOBS runs at a time, each a process on its share of the CPUs.
+PAPER_CLAIMS_JOBS ?= 2
 paper-claims: install
-	$(BIN)/python benchmarks/paper_claims.py
+	$(BIN)/python benchmarks/paper_claims.py --config.jobs=$(PAPER_CLAIMS_JOBS)
 
 clean:
 	rm -rf $(VENV) $(SGLANG_VENV) .pytest_cache .ruff_cache build *.egg-info
