@@ -729,9 +729,20 @@ def parse_shard(shard: str) -> tuple[int, int]:
     return i, n
 
 
+def take(folder: Path, name: str) -> bool:
+    """Whether this process is the first to take `name` (creates folder/name exclusively)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def run_shards(argv: list[str], jobs: int) -> None:
-    """`jobs` processes, each running every `jobs`-th run (`--config.shard=i/jobs`), each on its
-    share of this process's CPUs; returns when all have finished, raising if one failed."""
+    """`jobs` processes (`--config.shard=i/jobs`), each on its share of this process's CPUs,
+    each taking the next run in order that no other has taken (so a long run does not hold
+    back the others); returns when all have finished, raising if one failed."""
     import subprocess
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -754,15 +765,15 @@ def _main(c, argv: list[str]) -> dict:
     wd = Path(c.workdir)
     jobs = [(m, s, "") for m in c.methods for s in c.seeds]
     jobs += [(m, c.seeds[0], ov) for m, ov in c.sweep]
-    shard, shards = parse_shard(c.shard)
+    _, shards = parse_shard(c.shard)
+    taken = wd / "claims" / ".taken"  # one empty file per run a shard has taken
     if shards == 1 and c.jobs > 1:  # the shared stages are made above, once, before the shards
+        shutil.rmtree(taken, ignore_errors=True)
         run_shards(argv, c.jobs)
     runs = {}
     ev = Evaluator(c, p)
     try:
         for i, (method, seed, ov) in enumerate(jobs):
-            if i % shards != shard:
-                continue
             rc = with_overrides(c, ov)
             out = run_dir(wd, method, seed, ov)
             key = settings_hash(
@@ -774,6 +785,8 @@ def _main(c, argv: list[str]) -> dict:
                 if done.get("key") == key:
                     runs[(method, seed, ov)] = done["result"]
                     continue
+            if shards > 1 and not take(taken, out.name):
+                continue  # another shard runs it
             print(
                 f"[paper_claims] {i + 1}/{len(jobs)} {method} seed {seed} {ov}",
                 file=sys.stderr,

@@ -32,8 +32,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.results_dir = "docs/results"  # report.md, results.json and the plots
     c.seeds = (0, 1, 2)
     c.methods = METHODS
-    # Runs at a time, each a process on its share of the CPUs (on 2 cores two one-core runs
-    # train ~1.6x faster than one two-core run); `shard` ("I/N") is set for those processes.
+    # Runs at a time, each a process on its share of the CPUs that takes the next run no other
+    # has taken (on 2 cores two one-core runs train ~1.6x faster than one two-core run);
+    # `shard` ("I/N") is set for those processes.
     c.jobs = 1
     c.shard = ""
     c.eval_every = 50  # checkpoints (held-out turn acceptance against rollout turns)

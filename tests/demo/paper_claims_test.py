@@ -71,7 +71,10 @@ def test_claim_verdicts_follow_the_interval(pc):
     assert len(got) == 4  # the ablations and end-to-end RL did not run
 
 
-def test_shard_spec(pc):
+def test_shard_spec_and_taking_runs(pc, tmp_path):
+    assert pc.take(tmp_path / "taken", "pivotrl-s0")
+    assert not pc.take(tmp_path / "taken", "pivotrl-s0")  # a second shard skips it
+    assert pc.take(tmp_path / "taken", "pivotrl-s1")
     assert pc.parse_shard("") == (0, 1) and pc.parse_shard("1/3") == (1, 3)
     for bad in ("3/3", "x", "1/0", "-1/2"):
         with pytest.raises(SystemExit, match="shard"):
