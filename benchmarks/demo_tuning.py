@@ -129,30 +129,21 @@ def score_rl(cmp, c, model: Path, cands, ood, verifiers, path: Path) -> dict:
 
 def tune_rl(c, p, st, overrides: list[str], only: tuple | None, verifiers) -> dict:
     from pivotrl_jax import demo
-    from pivotrl_jax.eval.compare import Comparison
 
     wd = Path(c.workdir)
-    points = RL_GRID if only is None else (only,)
-    models = {pt: rl_point(c, p, *pt, overrides) for pt in points}
+    scores = wd / "tuning" / "rl-scores"  # a scored point is neither trained nor scored again
     cands = demo.read_records(validation_split(c, p, VALIDATION_TRAJECTORIES["rl"]))
-    evals = demo.Evaluations(c, st, p, progress=False)
-    cmp = Comparison(p.base / "model")
+    evals = demo.Evaluations(c, st, p, progress=False)  # its engine scores every model
     try:
         ood = validation_ood(c, evals.ood_kinds(), c.eval.ood_questions)
-        scores = wd / "tuning" / "rl-scores"
-        base = score_rl(cmp, c, p.base / "model", cands, ood, verifiers, scores / "pi_0.json")
+        base = score_rl(evals.cmp, c, p.base / "model", cands, ood, verifiers, scores / "pi_0.json")
         grid = []
-        for (lr, beta), m in models.items():
+        for lr, beta in RL_GRID if only is None else (only,):
             path = scores / f"lr{lr:g}-beta{beta:g}.json"
-            grid.append(
-                {
-                    "learning_rate": lr,
-                    "beta": beta,
-                    **score_rl(cmp, c, m, cands, ood, verifiers, path),
-                }
-            )
+            model = None if path.exists() else rl_point(c, p, lr, beta, overrides)
+            row = score_rl(evals.cmp, c, model, cands, ood, verifiers, path)
+            grid.append({"learning_rate": lr, "beta": beta, **row})
     finally:
-        cmp.close()
         evals.close()
     result = {"what": "rl", "pi_0": base, "grid": grid}
     if only is None:
@@ -161,11 +152,8 @@ def tune_rl(c, p, st, overrides: list[str], only: tuple | None, verifiers) -> di
 
 
 def main(argv: list[str]) -> dict:
+    from pivotrl_jax import compile_cache
     from pivotrl_jax import config as config_lib
-    from pivotrl_jax import demo
-    from pivotrl_jax.envs.domains import verifier_config
-    from pivotrl_jax.eval.compare import Comparison
-    from pivotrl_jax.pivots.profile import DomainVerifiers
 
     what, rest = (argv[0] if argv else ""), argv[1:]
     only = [
@@ -179,6 +167,17 @@ def main(argv: list[str]) -> dict:
             "usage: demo_tuning.py base|sft|rl [--only=LR:BETA (rl)] [--config.KEY=VALUE ...]"
         )
     c = config_lib.load_config("configs/demo.py", overrides)
+    with compile_cache.enabled(Path(c.workdir) / ".jax_cache"):  # the demo's compiled programs
+        return _main(c, what, overrides, only)
+
+
+def _main(c, what: str, overrides: list[str], only: list[tuple]) -> dict:
+    from pivotrl_jax import config as config_lib
+    from pivotrl_jax import demo
+    from pivotrl_jax.envs.domains import verifier_config
+    from pivotrl_jax.eval.compare import Comparison
+    from pivotrl_jax.pivots.profile import DomainVerifiers
+
     wd = Path(c.workdir)
     p = demo.Paths(wd)
     st = demo.Stages(wd)
@@ -259,12 +258,4 @@ class _Shared:
 
 if __name__ == "__main__":
     os.chdir(REPO)
-    from pivotrl_jax import compile_cache
-    from pivotrl_jax import config as config_lib
-
-    workdir = Path(config_lib.load_config("configs/demo.py", []).workdir)
-    for a in sys.argv[1:]:
-        if a.startswith("--config.workdir="):
-            workdir = Path(a.split("=", 1)[1])
-    with compile_cache.enabled(workdir / ".jax_cache"):  # the demo's compiled programs
-        print(json.dumps(main(sys.argv[1:]), indent=1))
+    print(json.dumps(main(sys.argv[1:]), indent=1))
