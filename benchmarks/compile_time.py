@@ -8,7 +8,8 @@ Lowers and compiles the jitted step (forward, backward, AdamW) of the peer harne
 (benchmarks/train_step.py --peer-config: hidden 512, 8 heads / 4 KV heads, vocab 8192; B=8 rows
 of T=512) from abstract shapes, so no parameter is materialised. Prints one JSON object:
 seconds (wall and CPU) to lower and to compile, per depth, with `scan_layers` on and, up to
-`--unrolled-max` layers, off. The persistent compilation cache is not used.
+`--unrolled-max` layers, off, and the lowered program's size in lines of StableHLO text (the
+load-independent measure). The persistent compilation cache is not used.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def compile_seconds(cfg: ModelConfig, rows: int, length: int) -> dict[str, float
     wall, cpu = time.perf_counter(), time.process_time()
     lowered = step.lower(state, abstract_batch(rows, length))
     lower_s, lower_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    hlo_lines = len(lowered.as_text().splitlines())
     wall, cpu = time.perf_counter(), time.process_time()
     lowered.compile()
     return {
+        "hlo_lines": hlo_lines,
         "lower_s": lower_s,
         "lower_cpu_s": lower_cpu,
         "compile_s": time.perf_counter() - wall,

@@ -4,8 +4,9 @@
     DIR/params/       orbax StandardCheckpointer tree: our parameter names and layouts
     DIR/<tokenizer files>, copied through when converting
 
-Restoring reads each array straight onto its target sharding, on any mesh. `load_model` reads
-either this layout or an HF folder.
+Restoring reads each array straight onto its target sharding, on any mesh. A params/ tree with
+one entry per layer (written before layers were stacked, models/stacks.py) is read per layer,
+then stacked. `load_model` reads either this layout or an HF folder.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pivotrl_jax import atomic
 from pivotrl_jax.models.config import ModelConfig
@@ -27,6 +29,7 @@ from pivotrl_jax.models.sharding import (
     param_shardings,
     single_device_mesh,
 )
+from pivotrl_jax.models.stacks import LAYERS, layer_kinds, stack_layers, unstack_layers
 from pivotrl_jax.models.transformer import Transformer
 from pivotrl_jax.models.weights import copy_aux_files, load_hf, read_config
 
@@ -79,12 +82,27 @@ def load_native(
             is_leaf=lambda x: isinstance(x, nnx.Variable),
         )
     )
-    params = ocp.StandardCheckpointer().restore(model_dir / PARAMS_DIR, target)
+    params = _restore(model_dir / PARAMS_DIR, target, layer_kinds(stored))
     nnx.replace_by_pure_dict(abstract, params)
     model = nnx.merge(graphdef, abstract)
     if config != stored:
         model = _with_config(model, config)
     return model, config
+
+
+def _restore(path: Path, target: dict[str, Any], kinds: list[bool]) -> dict[str, Any]:
+    """The params/ tree as `target` (ShapeDtypeStructs with shardings), from either layout."""
+    checkpointer = ocp.StandardCheckpointer()
+    if LAYERS not in ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)):
+        return checkpointer.restore(path, target)
+
+    def row(x: jax.ShapeDtypeStruct, r: int) -> jax.ShapeDtypeStruct:
+        sharding = NamedSharding(x.sharding.mesh, PartitionSpec(*x.sharding.spec[1:]))
+        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=sharding)
+
+    per_layer = checkpointer.restore(path, unstack_layers(target, kinds, take=row))
+    shardings = jax.tree.map(lambda x: x.sharding, target)
+    return jax.jit(lambda t: stack_layers(t, kinds), out_shardings=shardings)(per_layer)
 
 
 def _with_config(model: Transformer, config: ModelConfig) -> Transformer:

@@ -56,7 +56,7 @@ class ShardingRules:
     head_dim: MeshAxes = ()
     mlp: MeshAxes = ("tensor",)
     experts: MeshAxes = ("expert",)
-    layers: MeshAxes = ()  # reserved for stacked (scanned) layers; today's layers are a list
+    layers: MeshAxes = ()  # the leading [n] axis of stacked layers (stacks.py): whole
 
     def mesh_axes(self, logical: str | None) -> MeshAxes:
         if logical is None:

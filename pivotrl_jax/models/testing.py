@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from pivotrl_jax.models.config import ModelConfig
+from pivotrl_jax.models.stacks import layer_kinds, stack_layers, unstack_layers
 from pivotrl_jax.models.transformer import Transformer, forward
 
 _DENSE = dict(
@@ -154,18 +155,22 @@ def random_tokens(config: ModelConfig, batch: int, length: int, seed: int = 0) -
 
 
 def random_model(config: ModelConfig, seed: int = 0, weight_scale: float = 0.2) -> Transformer:
-    """A Transformer with the same weight distribution as `build_reference`, from numpy."""
+    """A Transformer with the same weight distribution as `build_reference`, from numpy, drawn
+    layer by layer (a layer's values do not depend on how layers are stacked)."""
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0))))
     rng = np.random.default_rng(seed)
-    flat = nnx.to_flat_state(abstract)
-    for path, var in flat:
-        shape, dtype = var.get_value().shape, var.get_value().dtype
-        if path[-1] == "scale":  # RMSNorm
-            value = 1.0 + 0.1 * rng.standard_normal(shape)
-        else:
-            value = weight_scale * rng.standard_normal(shape)
-        var.set_value(jax.numpy.asarray(value, dtype))
-    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+    kinds = layer_kinds(config)
+    row = lambda x, r: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    per_layer = unstack_layers(nnx.to_pure_dict(abstract), kinds, take=row)
+
+    def draw(path, x):
+        if path[-1].key == "scale":  # RMSNorm
+            return (1.0 + 0.1 * rng.standard_normal(x.shape)).astype(x.dtype)
+        return (weight_scale * rng.standard_normal(x.shape)).astype(x.dtype)
+
+    values = jax.tree_util.tree_map_with_path(draw, per_layer)  # in sorted path order
+    nnx.replace_by_pure_dict(abstract, stack_layers(values, kinds, join=jax.numpy.asarray))
+    return nnx.merge(graphdef, abstract)
 
 
 def jitted_logits(model: Transformer) -> Callable[..., np.ndarray]:

@@ -23,7 +23,7 @@ the MoE layers in layer order ([L_moe, ...]), None for a dense model.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ from pivotrl_jax.models.kv_cache import KVCache
 from pivotrl_jax.models.layers import RMSNorm, SwiGLU, normal_init
 from pivotrl_jax.models.moe import MoEBlock
 from pivotrl_jax.models.moe_routing import RouterStats
+from pivotrl_jax.models.stacks import layer_groups, layer_kinds, layer_rows, layer_stacks
 from pivotrl_jax.registry import Registry
 
 Array = jax.Array
@@ -100,51 +101,36 @@ class DecoderLayer(nnx.Module):
         return x + y, cache_kv, stats
 
 
-def layer_groups(kinds: Sequence[Hashable], max_period: int = 4) -> list[tuple[int, int, int]]:
-    """Cover layers 0..L-1 with runs (start, period, repeats) of a repeated pattern of kinds.
-
-    Layers [start, start + period * repeats) are `repeats` copies of kinds[start:start+period],
-    so one scan over the repeats runs them with one compiled body; a layer that repeats nothing
-    gets a run of its own (repeats 1). Each run is the longest one found from its start.
-
-    >>> layer_groups(["dense", "moe", "moe", "moe"])
-    [(0, 1, 1), (1, 1, 3)]
-    >>> layer_groups(["dense", "moe"] * 3)
-    [(0, 2, 3)]
-    """
-    kinds = tuple(kinds)
-    out, i = [], 0
-    while i < len(kinds):
-        best = (1, 1)
-        for period in range(1, min(max_period, len(kinds) - i) + 1):
-            pattern = kinds[i : i + period]
-            repeats = 1
-            while kinds[i + repeats * period : i + (repeats + 1) * period] == pattern:
-                repeats += 1
-            if repeats > 1 and period * repeats > best[0] * best[1]:
-                best = (period, repeats)
-        out.append((i, *best))
-        i += best[0] * best[1]
-    return out
+def _stacked(layers: Sequence[DecoderLayer]) -> DecoderLayer:
+    """One DecoderLayer whose parameters are those of `layers` (all of one kind) stacked on a
+    new leading [n] axis, logical axis "layers"."""
+    graphdef = nnx.split(layers[0])[0]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *(nnx.split(layer)[1] for layer in layers))
+    for _, var in nnx.to_flat_state(state):
+        var.set_metadata(logical_axes=("layers", *var.get_metadata()["logical_axes"]))
+    return nnx.merge(graphdef, state)
 
 
-def _stack(states: Sequence[nnx.State]) -> nnx.State:
-    """Per-layer parameter states -> one state whose arrays have a leading [L] axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+def _row(stack: DecoderLayer, r: int) -> DecoderLayer:
+    """Layer `r` of a stacked DecoderLayer (its parameters' row r)."""
+    graphdef, state = nnx.split(stack)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[r], state))
 
 
 class Transformer(nnx.Module):
     """Token embedding, `num_hidden_layers` decoder layers, final RMSNorm, output head.
 
-    Without a cache the layers run as `lax.scan`s over runs of layers of the same kind
-    (`layer_groups`; `config.scan_layers`), each layer's parameters sliced from a stack made
-    inside the jitted program, so compile time does not grow with depth; `config.remat` then
-    applies to the scan body. Attention then skips the key columns after each query block
-    (`config.attention_block`): a token may see only its own and earlier columns, as in every
-    row layout of train/batching.py and in left- or right-padded rows. The [B, T, S] mask is
-    built once per forward, except on rows longer than `config.attention_chunk`, which attend a
-    query chunk at a time, each building its own (attention_chunked.py). With a cache (prefill,
-    decode) the layers run one after another over the full cache.
+    The layers' parameters are stored as stacks (stacks.py): `stacks[s]` is a DecoderLayer
+    whose every parameter has a leading [n] axis over the n layers of a run of one kind. Without
+    a cache the layers run as `lax.scan`s over those runs (`config.scan_layers`), the scan
+    slicing each layer's rows from the stacks, so neither the program nor compile time grows
+    with depth; `config.remat` then applies to the scan body. Attention then skips the key
+    columns after each query block (`config.attention_block`): a token may see only its own and
+    earlier columns, as in every row layout of train/batching.py and in left- or right-padded
+    rows. The [B, T, S] mask is built once per forward, except on rows longer than
+    `config.attention_chunk`, which attend a query chunk at a time, each building its own
+    (attention_chunked.py). With a cache (prefill, decode), or without `scan_layers`, the
+    layers run one after another, each its rows of its stack.
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
@@ -153,7 +139,10 @@ class Transformer(nnx.Module):
         self.embedding = nnx.Param(
             normal_init(("vocab", "embed"))(rngs.params(), (V, D), c.storage_dtype)
         )
-        self.layers = nnx.List([DecoderLayer(c, i, rngs=rngs) for i in range(c.num_hidden_layers)])
+        # Built layer by layer (the initialisation of an unstacked model), then stacked.
+        layers = [DecoderLayer(c, i, rngs=rngs) for i in range(c.num_hidden_layers)]
+        stacks = layer_stacks(layer_kinds(c))
+        self.stacks = nnx.List([_stacked([layers[i] for i in ls]) for ls in stacks])
         self.final_norm = RMSNorm(
             D,
             axis_name="embed",
@@ -179,6 +168,11 @@ class Transformer(nnx.Module):
         return jnp.einsum(
             "BTD,DV->BTV", hidden, self.output_head(), preferred_element_type=jnp.float32
         )
+
+    def layer(self, i: int) -> DecoderLayer:
+        """Layer `i`, its parameters sliced from its stack."""
+        s, r = layer_rows(layer_kinds(self.config))[i]
+        return _row(self.stacks[s], r)
 
     def _remat(self, fn):
         c = self.config
@@ -231,30 +225,30 @@ class Transformer(nnx.Module):
             return out[0], out[2]
 
         stats: dict[int, RouterStats] = {}  # layer -> its routers' stats
-        kinds = [c.is_moe_layer(i) for i in range(c.num_hidden_layers)]
-        runs = layer_groups(kinds) if c.scan_layers else [(0, len(kinds), 1)]
+        kinds = layer_kinds(c)
+        runs = layer_groups(kinds) if c.scan_layers else [(i, 1, 1) for i in range(len(kinds))]
+        first = 0  # the run's first stack (stacks.layer_stacks: stacks follow layer_groups)
         for start, period, repeats in runs:
-            index = [[start + r * period + j for j in range(period)] for r in range(repeats)]
             if repeats == 1:
-                for i in index[0]:
-                    replayed = self._replayed(routed_experts, [i])
-                    x, layer_stats = self._remat(
-                        lambda x, rep, layer=self.layers[i]: apply(
-                            layer, x, None if rep is None else rep[0]
-                        )
-                    )(x, replayed)
-                    if layer_stats is not None:
-                        stats[i] = layer_stats
+                replayed = self._replayed(routed_experts, [start]) if kinds[start] else None
+                layer = self.layer(start)
+                x, layer_stats = self._remat(
+                    lambda x, rep, layer=layer: apply(layer, x, None if rep is None else rep[0])
+                )(x, replayed)
+                if layer_stats is not None:
+                    stats[start] = layer_stats
+                first += period
                 continue
-            graphdefs = [nnx.split(self.layers[i])[0] for i in index[0]]
-            stacks = [
-                _stack([nnx.split(self.layers[row[j]])[1] for row in index]) for j in range(period)
-            ]
+            index = [[start + r * period + j for j in range(period)] for r in range(repeats)]
+            split = [nnx.split(self.stacks[first + j]) for j in range(period)]
+            first += period
             replays = [
                 self._replayed(routed_experts, [row[j] for row in index]) if kinds[start + j]
                 else None
                 for j in range(period)
             ]  # fmt: skip
+
+            graphdefs = [graphdef for graphdef, _ in split]
 
             def body(x, xs, graphdefs=graphdefs):
                 states, replays = xs
@@ -264,7 +258,8 @@ class Transformer(nnx.Module):
                     out.append(layer_stats)
                 return x, out
 
-            x, per_layer = jax.lax.scan(self._remat(body), x, (stacks, replays))
+            xs = ([state for _, state in split], replays)  # stacked [repeats, ...]
+            x, per_layer = jax.lax.scan(self._remat(body), x, xs)
             for j, layer_stats in enumerate(per_layer):  # [repeats, ...] for layer j of a period
                 for r, row in enumerate(index):
                     if layer_stats is not None:
@@ -309,7 +304,8 @@ class Transformer(nnx.Module):
         cache = cache.write_tokens(positions, segment_ids)
         mask = self._mask(positions, segment_ids, cache.positions, cache.segment_ids)
         ks, vs, stats = [], [], []
-        for i, layer in enumerate(self.layers):
+        for i in range(c.num_hidden_layers):
+            layer = self.layer(i)
             replayed = self._replayed(routed_experts, [i]) if layer.is_moe else None
             x, (k, v), layer_stats = layer(
                 x,

@@ -4,20 +4,24 @@ On-disk names and layouts are transformers' (and SGLang's) for Qwen3 / Qwen3-MoE
 
     ours [shape]                        HF [shape] (prefix model.layers.i. on layer tensors)
     embedding [V, D]                    model.embed_tokens.weight [V, D]
-    layers.i.attn.q_proj [D, N, H]      self_attn.q_proj.weight [N*H, D]
-    layers.i.attn.{k,v}_proj [D, K, H]  self_attn.{k,v}_proj.weight [K*H, D]
-    layers.i.attn.o_proj [N, H, D]      self_attn.o_proj.weight [D, N*H]
-    layers.i.attn.{q,k}_norm [H]        self_attn.{q,k}_norm.weight [H]
-    layers.i.input_norm [D]             input_layernorm.weight [D]
-    layers.i.post_attn_norm [D]         post_attention_layernorm.weight [D]
-    layers.i.mlp.{gate,up}_proj [D, F]  mlp.{gate,up}_proj.weight [F, D]
-    layers.i.mlp.down_proj [F, D]       mlp.down_proj.weight [D, F]
+    layer i.attn.q_proj [D, N, H]       self_attn.q_proj.weight [N*H, D]
+    layer i.attn.{k,v}_proj [D, K, H]   self_attn.{k,v}_proj.weight [K*H, D]
+    layer i.attn.o_proj [N, H, D]       self_attn.o_proj.weight [D, N*H]
+    layer i.attn.{q,k}_norm [H]         self_attn.{q,k}_norm.weight [H]
+    layer i.input_norm [D]              input_layernorm.weight [D]
+    layer i.post_attn_norm [D]          post_attention_layernorm.weight [D]
+    layer i.mlp.{gate,up}_proj [D, F]   mlp.{gate,up}_proj.weight [F, D]
+    layer i.mlp.down_proj [F, D]        mlp.down_proj.weight [D, F]
     MoE layers:
-    layers.i.mlp.router [D, E]          mlp.gate.weight [E, D]
-    layers.i.mlp.{gate,up}_proj [E,D,F] mlp.experts.{e}.{gate,up}_proj.weight [F, D], e < E
-    layers.i.mlp.down_proj [E, F, D]    mlp.experts.{e}.down_proj.weight [D, F], e < E
+    layer i.mlp.router [D, E]           mlp.gate.weight [E, D]
+    layer i.mlp.{gate,up}_proj [E,D,F]  mlp.experts.{e}.{gate,up}_proj.weight [F, D], e < E
+    layer i.mlp.down_proj [E, F, D]     mlp.experts.{e}.down_proj.weight [D, F], e < E
     final_norm.scale [D]                model.norm.weight [D]
     lm_head [D, V] (untied only)        lm_head.weight [V, D]
+
+"layer i.x" is row r of our stacked parameter `stacks.s.x` [n, ...], (s, r) the stack and row
+of layer i (stacks.py). Import places each layer's tensor on the device, then stacks them;
+export writes each row as its layer's tensors.
 
 Import validates every name and shape from the file headers before reading a byte of data, then
 places each tensor straight onto its target sharding; the whole model is never on the host.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -35,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -52,6 +58,7 @@ from pivotrl_jax.models.sharding import (
     param_shardings,
     single_device_mesh,
 )
+from pivotrl_jax.models.stacks import STACKS, layer_kinds, layer_rows
 from pivotrl_jax.models.transformer import Transformer
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -85,42 +92,53 @@ class TensorMap:
     hf_shape: tuple[int, ...]  # the shape of each HF tensor
     to_ours: Callable[[list[np.ndarray]], np.ndarray]
     to_hf: Callable[[np.ndarray], list[np.ndarray]]
+    row: int | None = None  # a layer tensor: its row of the stacked parameter at `path`
 
 
-def _same(name: str, path: tuple, shape: tuple[int, ...]) -> TensorMap:
-    return TensorMap(path, (name,), shape, lambda xs: xs[0], lambda x: [x])
+Where = tuple[tuple[Any, ...], int | None]  # (our path, row of a stacked parameter or None)
 
 
-def _transposed(name: str, path: tuple, hf_shape: tuple[int, int]) -> TensorMap:
-    return TensorMap(path, (name,), hf_shape, lambda xs: xs[0].T, lambda x: [x.T])
+def _same(name: str, at: Where, shape: tuple[int, ...]) -> TensorMap:
+    return TensorMap(at[0], (name,), shape, lambda xs: xs[0], lambda x: [x], at[1])
 
 
-def _heads_in(name: str, path: tuple, D: int, heads: int, H: int) -> TensorMap:
+def _transposed(name: str, at: Where, hf_shape: tuple[int, int]) -> TensorMap:
+    return TensorMap(at[0], (name,), hf_shape, lambda xs: xs[0].T, lambda x: [x.T], at[1])
+
+
+def _heads_in(name: str, at: Where, D: int, heads: int, H: int) -> TensorMap:
     """HF [heads*H, D] <-> ours [D, heads, H] (q, k, v projections)."""
     return TensorMap(
-        path,
+        at[0],
         (name,),
         (heads * H, D),
         lambda xs: xs[0].T.reshape(D, heads, H),
         lambda x: [x.reshape(D, heads * H).T],
+        at[1],
     )
 
 
-def _heads_out(name: str, path: tuple, D: int, heads: int, H: int) -> TensorMap:
+def _heads_out(name: str, at: Where, D: int, heads: int, H: int) -> TensorMap:
     """HF [D, N*H] <-> ours [N, H, D] (output projection)."""
     return TensorMap(
-        path,
+        at[0],
         (name,),
         (D, heads * H),
         lambda xs: xs[0].T.reshape(heads, H, D),
         lambda x: [x.reshape(heads * H, D).T],
+        at[1],
     )
 
 
-def _experts(names: tuple[str, ...], path: tuple, hf_shape: tuple[int, int]) -> TensorMap:
+def _experts(names: tuple[str, ...], at: Where, hf_shape: tuple[int, int]) -> TensorMap:
     """E HF tensors [a, b] <-> ours [E, b, a] (each expert's matrix transposed, then stacked)."""
     return TensorMap(
-        path, names, hf_shape, lambda xs: np.stack([x.T for x in xs]), lambda x: [e.T for e in x]
+        at[0],
+        names,
+        hf_shape,
+        lambda xs: np.stack([x.T for x in xs]),
+        lambda x: [e.T for e in x],
+        at[1],
     )
 
 
@@ -134,18 +152,19 @@ def tensor_maps(config: ModelConfig) -> list[TensorMap]:
         c.num_key_value_heads,
         c.head_dim,
     )
-    maps = [_same("model.embed_tokens.weight", ("embedding",), (V, D))]
-    for i in range(c.num_hidden_layers):
-        p, L = f"model.layers.{i}.", ("layers", i)
+    maps = [_same("model.embed_tokens.weight", (("embedding",), None), (V, D))]
+    for i, (s, r) in enumerate(layer_rows(layer_kinds(c))):
+        p = f"model.layers.{i}."
+        L = lambda *names, s=s, r=r: ((STACKS, s, *names), r)
         maps += [
-            _same(p + "input_layernorm.weight", (*L, "input_norm", "scale"), (D,)),
-            _heads_in(p + "self_attn.q_proj.weight", (*L, "attn", "q_proj"), D, N, H),
-            _heads_in(p + "self_attn.k_proj.weight", (*L, "attn", "k_proj"), D, K, H),
-            _heads_in(p + "self_attn.v_proj.weight", (*L, "attn", "v_proj"), D, K, H),
-            _heads_out(p + "self_attn.o_proj.weight", (*L, "attn", "o_proj"), D, N, H),
-            _same(p + "self_attn.q_norm.weight", (*L, "attn", "q_norm", "scale"), (H,)),
-            _same(p + "self_attn.k_norm.weight", (*L, "attn", "k_norm", "scale"), (H,)),
-            _same(p + "post_attention_layernorm.weight", (*L, "post_attn_norm", "scale"), (D,)),
+            _same(p + "input_layernorm.weight", L("input_norm", "scale"), (D,)),
+            _heads_in(p + "self_attn.q_proj.weight", L("attn", "q_proj"), D, N, H),
+            _heads_in(p + "self_attn.k_proj.weight", L("attn", "k_proj"), D, K, H),
+            _heads_in(p + "self_attn.v_proj.weight", L("attn", "v_proj"), D, K, H),
+            _heads_out(p + "self_attn.o_proj.weight", L("attn", "o_proj"), D, N, H),
+            _same(p + "self_attn.q_norm.weight", L("attn", "q_norm", "scale"), (H,)),
+            _same(p + "self_attn.k_norm.weight", L("attn", "k_norm", "scale"), (H,)),
+            _same(p + "post_attention_layernorm.weight", L("post_attn_norm", "scale"), (D,)),
         ]
         if c.is_moe_layer(i):
             E, F = c.num_experts, c.moe_intermediate_size
@@ -153,21 +172,21 @@ def tensor_maps(config: ModelConfig) -> list[TensorMap]:
                 f"{p}mlp.experts.{j}.{proj}.weight" for j in range(e)
             )
             maps += [
-                _transposed(p + "mlp.gate.weight", (*L, "mlp", "router"), (E, D)),
-                _experts(experts("gate_proj"), (*L, "mlp", "gate_proj"), (F, D)),
-                _experts(experts("up_proj"), (*L, "mlp", "up_proj"), (F, D)),
-                _experts(experts("down_proj"), (*L, "mlp", "down_proj"), (D, F)),
+                _transposed(p + "mlp.gate.weight", L("mlp", "router"), (E, D)),
+                _experts(experts("gate_proj"), L("mlp", "gate_proj"), (F, D)),
+                _experts(experts("up_proj"), L("mlp", "up_proj"), (F, D)),
+                _experts(experts("down_proj"), L("mlp", "down_proj"), (D, F)),
             ]
         else:
             F = c.intermediate_size
             maps += [
-                _transposed(p + "mlp.gate_proj.weight", (*L, "mlp", "gate_proj"), (F, D)),
-                _transposed(p + "mlp.up_proj.weight", (*L, "mlp", "up_proj"), (F, D)),
-                _transposed(p + "mlp.down_proj.weight", (*L, "mlp", "down_proj"), (D, F)),
+                _transposed(p + "mlp.gate_proj.weight", L("mlp", "gate_proj"), (F, D)),
+                _transposed(p + "mlp.up_proj.weight", L("mlp", "up_proj"), (F, D)),
+                _transposed(p + "mlp.down_proj.weight", L("mlp", "down_proj"), (D, F)),
             ]
-    maps.append(_same("model.norm.weight", ("final_norm", "scale"), (D,)))
+    maps.append(_same("model.norm.weight", (("final_norm", "scale"), None), (D,)))
     if not c.tie_word_embeddings:
-        maps.append(_transposed("lm_head.weight", ("lm_head",), (V, D)))
+        maps.append(_transposed("lm_head.weight", (("lm_head",), None), (V, D)))
     return maps
 
 
@@ -271,7 +290,8 @@ def load_hf(
         nnx.to_flat_state(param_shardings(abstract, mesh or single_device_mesh(), rules))
     )
     dtype = _NP_DTYPES[config.param_dtype]
-    values = {}
+    values: dict[tuple, jax.Array] = {}
+    rows: dict[tuple, dict[int, jax.Array]] = {}  # stacked parameter -> its layers' rows
     with contextlib.ExitStack() as stack:
         used = {files[name] for m in maps for name in m.hf_names}
         handles = {f: stack.enter_context(safe_open(f, framework="numpy")) for f in used}
@@ -279,16 +299,29 @@ def load_hf(
             # One parameter on the host at a time (all E experts of a MoE projection together).
             host = m.to_ours([handles[files[name]].get_tensor(name) for name in m.hf_names])
             host = np.ascontiguousarray(host.astype(dtype))
-            values[m.path] = jax.make_array_from_callback(
-                host.shape, shardings[m.path], lambda idx, h=host: h[idx]
-            )
+            sharding = shardings[m.path]
+            if m.row is not None:
+                sharding = NamedSharding(sharding.mesh, PartitionSpec(*sharding.spec[1:]))
+            x = jax.make_array_from_callback(host.shape, sharding, lambda idx, h=host: h[idx])
+            if m.row is None:
+                values[m.path] = x
+            else:
+                rows.setdefault(m.path, {})[m.row] = x
             del host
+    for path in list(rows):
+        layers = rows.pop(path)
+        values[path] = _stack_rows([layers[r] for r in range(len(layers))], shardings[path])
     flat = nnx.to_flat_state(abstract)
     for path, var in flat:
         if path not in values:
             raise WeightsError(f"no checkpoint tensor maps to parameter {'.'.join(map(str, path))}")
         var.set_value(values[path])
     return nnx.merge(graphdef, nnx.from_flat_state(flat)), config
+
+
+def _stack_rows(rows: list[jax.Array], sharding: NamedSharding) -> jax.Array:
+    """n arrays [...] -> one [n, ...] placed on `sharding`."""
+    return jax.jit(jnp.stack, out_shardings=sharding)(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +370,7 @@ def export_hf(
     weight_map, total = {}, 0
     for s, members in enumerate(shards):
         file = f"model-{s + 1:05d}-of-{len(shards):05d}.safetensors"
-        values = [flat[m.path].get_value() for m in members]
+        values = [_row(flat[m.path].get_value(), m.row) for m in members]
         for v in values:
             if v.is_fully_addressable:
                 v.copy_to_host_async()  # overlap the device-to-host copies of the whole shard
@@ -364,6 +397,16 @@ def export_hf(
             copy_aux_files(aux_from, out)
     distributed.barrier(f"export_hf {out}")
     return out
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take(x: jax.Array, row: int) -> jax.Array:
+    return x[row]
+
+
+def _row(x: jax.Array, row: int | None) -> jax.Array:
+    """Row `row` of a stacked parameter, on the device (a collective, like `_host_value`)."""
+    return x if row is None else _take(x, row)
 
 
 def _host_value(x: jax.Array) -> np.ndarray:

@@ -12,7 +12,8 @@ saved: it is rebuilt from the run's initial model, which the config names.
 
 Restoring takes the abstract TrainState (shapes, dtypes and shardings of the current mesh), so
 a checkpoint written on one mesh restores onto another; the loader states need the same number
-of processes that wrote them.
+of processes that wrote them. A checkpoint whose parameters and moments hold one entry per layer
+(written before layers were stacked, models/stacks.py) restores per layer, then is stacked.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.sharding import NamedSharding, PartitionSpec
 
 from pivotrl_jax import distributed, faults
+from pivotrl_jax.models.stacks import LAYERS, STACKS, stack_layers, unstack_layers
 from pivotrl_jax.train.state import TrainState
 
 LOADER_STATE = "data_state"  # the meta entry each process saves and restores for itself
@@ -87,6 +92,38 @@ class ProcessJsonRestore(ocp.args.CheckpointArgs):
     pass
 
 
+def _is_stacked(tree: Any) -> bool:
+    """A params-shaped dict (the parameters, or an optimizer moment of them) with stacks."""
+    return isinstance(tree, dict) and STACKS in tree
+
+
+def _row(x: Any, r: int) -> Any:
+    """Row r of a stacked leaf, abstract or not (a frozen parameter's MaskedNode stays one)."""
+    if isinstance(x, optax.MaskedNode):
+        return x
+    if not isinstance(x, jax.ShapeDtypeStruct):
+        return x[r]
+    sharding = NamedSharding(x.sharding.mesh, PartitionSpec(*x.sharding.spec[1:]))
+    return jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=sharding)
+
+
+def _join(rows: list[Any]) -> Any:
+    return rows[0] if isinstance(rows[0], optax.MaskedNode) else jnp.stack(rows)
+
+
+def per_layer(state: Any, kinds: Sequence[bool]) -> Any:
+    """`state` (a TrainState, abstract or not) with every params-shaped dict unstacked."""
+    unstack = lambda t: unstack_layers(t, kinds, take=_row)
+    return jax.tree.map(lambda t: unstack(t) if _is_stacked(t) else t, state, is_leaf=_is_stacked)
+
+
+def stacked(state: Any, kinds: Sequence[bool]) -> Any:
+    """Inverse of `per_layer` on concrete arrays."""
+    is_layered = lambda t: isinstance(t, dict) and LAYERS in t
+    stack = lambda t: stack_layers(t, kinds, join=_join) if is_layered(t) else t
+    return jax.tree.map(stack, state, is_leaf=is_layered)
+
+
 class Checkpointer:
     """Saves and restores (TrainState, meta) by step under one folder."""
 
@@ -119,10 +156,19 @@ class Checkpointer:
         self._manager.wait_until_finished()
         faults.point("checkpoint.saved")
 
-    def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
+    def restore(
+        self, step: int, abstract_state: TrainState, kinds: Sequence[bool] | None = None
+    ) -> tuple[TrainState, dict[str, Any]]:
         """(TrainState placed as `abstract_state` says, meta) of step `step`, with this
-        process's loader state as `meta[LOADER_STATE]` when the checkpoint holds one."""
-        items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+        process's loader state as `meta[LOADER_STATE]` when the checkpoint holds one. `kinds`
+        (models.stacks.layer_kinds of the config) reads a checkpoint with per-layer entries."""
+        target = abstract_state
+        legacy = self._per_layer(step)
+        if legacy:
+            if kinds is None:
+                raise ValueError(f"step {step} holds per-layer parameters: pass the layer kinds")
+            target = per_layer(abstract_state, kinds)
+        items = dict(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
         has_loader = os.path.isdir(os.path.join(self.directory, str(step), "loader"))
         if has_loader:
             items["loader"] = ProcessJsonRestore()
@@ -130,7 +176,16 @@ class Checkpointer:
         meta = dict(out.meta)
         if has_loader:
             meta[LOADER_STATE] = out.loader
-        return out.state, meta
+        state = out.state
+        if legacy:
+            shardings = jax.tree.map(lambda x: x.sharding, abstract_state)
+            state = jax.jit(lambda s: stacked(s, kinds), out_shardings=shardings)(state)
+        return state, meta
+
+    def _per_layer(self, step: int) -> bool:
+        """Whether step `step` stores its parameters with one entry per layer."""
+        path = epath.Path(self.directory) / str(step) / "state"
+        return LAYERS in ocp.PyTreeCheckpointHandler().metadata(path)["params"]
 
     def close(self) -> None:
         self._manager.close()

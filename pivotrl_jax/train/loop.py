@@ -24,6 +24,7 @@ from flax import nnx
 
 from pivotrl_jax import distributed, faults
 from pivotrl_jax.models.config import ModelConfig
+from pivotrl_jax.models.stacks import layer_kinds
 from pivotrl_jax.rollout.processes import generate_slice
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.bookkeeping import (
@@ -111,7 +112,8 @@ def run(
     version = 0
     if start is not None:
         abstract = abstract_train_state(parts.policy, make_optimizer(cfg.optim), cfg.optim.dtype)
-        parts.state, meta = ckpt.restore(start, abstract)
+        kinds = layer_kinds(parts.policy.config)
+        parts.state, meta = ckpt.restore(start, abstract, kinds)
         parts.data.set_state(meta["data_state"])
         parts.progress = Progress.from_json(meta["progress"])
         version = int(meta["weight_version"])

@@ -88,9 +88,10 @@ def test_dense_on_fsdp_by_tensor_mesh(reference):
     assert out["logits"] <= 1e-5 and out["cached"] <= 1e-5 and out["grads"] <= 1e-5, out
     specs = out["specs"]
     assert specs["embedding"] == "P('tensor', 'fsdp')"
-    assert specs["layers.0.attn.q_proj"] == "P('fsdp', 'tensor', None)"
+    # Both layers in one stack: the leading layer axis is never sharded.
+    assert specs["stacks.0.attn.q_proj"] == "P(None, 'fsdp', 'tensor', None)"
     # 2 KV heads do not split 4 ways: they stay whole, the rest of the array is still sharded.
-    assert specs["layers.0.attn.k_proj"] == "P('fsdp', None, None)"
+    assert specs["stacks.0.attn.k_proj"] == "P(None, 'fsdp', None, None)"
 
 
 @pytest.mark.multidevice
@@ -99,4 +100,4 @@ def test_moe_on_data_by_expert_mesh(reference, dispatch):
     folder, _ = reference("moe_topk_norm")
     out = _run(folder, "data,expert", dispatch)
     assert out["logits"] <= 1e-5 and out["cached"] <= 1e-5 and out["grads"] <= 1e-5, out
-    assert out["specs"]["layers.0.mlp.gate_proj"] == "P('expert', None, None)"
+    assert out["specs"]["stacks.0.mlp.gate_proj"] == "P(None, 'expert', None, None)"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.sharding import single_device_mesh
+from pivotrl_jax.models.stacks import layer_kinds
 from pivotrl_jax.train import state as st
 from pivotrl_jax.train.checkpoint import Checkpointer, NonFiniteStateError, state_is_finite
 from pivotrl_jax.train.optim import OptimConfig, make_optimizer
@@ -80,3 +82,32 @@ def test_non_finite_state_is_never_checkpointed(setup, tmp_path):
         with pytest.raises(NonFiniteStateError):
             ckpt.save(1, bad, {})
         assert ckpt.latest_step() is None
+
+
+def test_per_layer_checkpoint_restores_into_the_stacks(setup, tmp_path):
+    """A state saved with one entry per layer (the layout before stacking) restores stacked."""
+    policy, tx, state = setup
+
+    def per_layer(tree):  # CFG's two layers are rows 0 and 1 of stack 0
+        if not (isinstance(tree, dict) and "stacks" in tree):
+            return tree
+        rows = {i: jax.tree.map(lambda x, i=i: x[i], tree["stacks"][0]) for i in (0, 1)}
+        return {**{k: v for k, v in tree.items() if k != "stacks"}, "layers": rows}
+
+    is_params = lambda t: isinstance(t, dict) and "stacks" in t
+    legacy = jax.tree.map(per_layer, state, is_leaf=is_params)
+    assert "layers" in legacy.params and "layers" in optax.tree_utils.tree_get(
+        legacy.opt_state, "mu"
+    )
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(3, legacy, {"iteration": 3})
+    abstract = st.abstract_train_state(policy, tx, jnp.float32)
+    with Checkpointer(tmp_path) as ckpt:
+        with pytest.raises(ValueError, match="layer kinds"):
+            ckpt.restore(3, abstract)
+        restored, _ = ckpt.restore(3, abstract, layer_kinds(CFG))
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    leaves = zip(jax.tree.leaves(restored), jax.tree.leaves(state), jax.tree.leaves(abstract))
+    for a, b, target in leaves:
+        assert a.dtype == b.dtype and a.sharding == target.sharding
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -78,7 +78,9 @@ def _router_paths(tree):
 def test_frozen_router_gets_no_update_and_no_optimizer_state():
     before, state, _ = _trained(freeze=True)
     routers = _router_paths(state.params)
-    assert len(routers) == CONFIG.num_hidden_layers
+    # Both MoE layers' routers are the rows of one stacked [2, D, E] parameter.
+    assert len(routers) == 1
+    assert _at(before, routers[0]).shape == (2, CONFIG.hidden_size, CONFIG.num_experts)
     for path, leaf in jax.tree_util.tree_leaves_with_path(state.params):
         moved = not np.array_equal(np.asarray(leaf), _at(before, path))
         assert moved != ("router" in jax.tree_util.keystr(path)), jax.tree_util.keystr(path)
@@ -86,7 +88,7 @@ def test_frozen_router_gets_no_update_and_no_optimizer_state():
     n_params = len(jax.tree.leaves(state.params))
     moments = [x for x in jax.tree.leaves(state.opt_state) if np.ndim(x) > 0]
     assert len(moments) == 2 * (n_params - len(routers))
-    assert not any(x.shape == (CONFIG.hidden_size, CONFIG.num_experts) for x in moments)
+    assert not any(x.shape[1:] == (CONFIG.hidden_size, CONFIG.num_experts) for x in moments)
 
 
 def test_router_trains_with_the_switch_off():

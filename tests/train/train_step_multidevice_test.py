@@ -69,7 +69,7 @@ SCRIPT = textwrap.dedent(
                          np.asarray(batch.ref_logprobs))
         placement[name] = {
             "lm_head": str(state.params["lm_head"].sharding.spec),
-            "expert_gate": str(state.params["layers"][1]["mlp"]["gate_proj"].sharding.spec),
+            "expert_gate": str(state.params["stacks"][1]["mlp"]["gate_proj"].sharding.spec),
             "mu_lm_head": str(optax.tree_utils.tree_get(state.opt_state, "mu")["lm_head"]
                               .sharding.spec),
             "devices": len(state.params["lm_head"].sharding.device_set),
