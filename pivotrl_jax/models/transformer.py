@@ -287,8 +287,11 @@ class Transformer(nnx.Module):
         cache: KVCache | None = None,
         parent_ids: Array | None = None,  # [B, T]; see attention.py (no cache only)
         routed_experts: Array | None = None,  # [B, T, L, R]; see the module docstring
+        layers: Sequence[DecoderLayer] | None = None,  # with a cache: `self.layer(i)`, each i
     ) -> tuple[Array, KVCache | None, RouterStats | None]:
-        """`__call__` that replays `routed_experts` and also returns the routers' stats."""
+        """`__call__` that replays `routed_experts` and also returns the routers' stats. A
+        decode loop passes `layers` sliced once before it (`layer_states`): sliced inside the
+        loop, each step would copy every layer's rows out of its stack."""
         if cache is None:
             hidden, router = self.hidden_states(
                 input_ids, positions, attention_mask, parent_ids, routed_experts
@@ -305,7 +308,7 @@ class Transformer(nnx.Module):
         mask = self._mask(positions, segment_ids, cache.positions, cache.segment_ids)
         ks, vs, stats = [], [], []
         for i in range(c.num_hidden_layers):
-            layer = self.layer(i)
+            layer = self.layer(i) if layers is None else layers[i]
             replayed = self._replayed(routed_experts, [i]) if layer.is_moe else None
             x, (k, v), layer_stats = layer(
                 x,
@@ -358,6 +361,16 @@ def forward_hidden(
     return hidden, model.output_head(), router
 
 
+LayerStates = list[tuple[nnx.GraphDef, nnx.State]]  # per layer, `nnx.split(model.layer(i))`
+
+
+def layer_states(graphdef: nnx.GraphDef, params: nnx.State) -> LayerStates:
+    """Every layer's own parameters, sliced from the stacks: what a decode loop computes once
+    before it and passes to each step's `forward_with_routing(..., layers=...)`."""
+    model = nnx.merge(graphdef, params)
+    return [nnx.split(model.layer(i)) for i in range(model.config.num_hidden_layers)]
+
+
 def forward_with_routing(
     graphdef: nnx.GraphDef,
     params: nnx.State,
@@ -367,10 +380,14 @@ def forward_with_routing(
     routed_experts: Array | None = None,  # [B, T, L, R]; -1 where the router decides
     cache: KVCache | None = None,
     parent_ids: Array | None = None,
+    layers: LayerStates | None = None,  # with a cache: `layer_states(graphdef, params)`
 ) -> tuple[Array, KVCache | None, RouterStats | None]:
     """`Transformer.run` as a pure function: (logits, cache, RouterStats [L, ...] | None)."""
     model = nnx.merge(graphdef, params)
-    return model.run(input_ids, positions, attention_mask, cache, parent_ids, routed_experts)
+    merged = None if layers is None else [nnx.merge(g, state) for g, state in layers]
+    return model.run(
+        input_ids, positions, attention_mask, cache, parent_ids, routed_experts, merged
+    )
 
 
 def forward_with_cache(

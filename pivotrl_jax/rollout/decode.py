@@ -26,7 +26,12 @@ from jax.sharding import Mesh
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.kv_cache import KVCache, cache_shardings
 from pivotrl_jax.models.sharding import ShardingRules
-from pivotrl_jax.models.transformer import default_positions, forward_with_routing
+from pivotrl_jax.models.transformer import (
+    LayerStates,
+    default_positions,
+    forward_with_routing,
+    layer_states,
+)
 from pivotrl_jax.rollout.sampling import sample, step_keys
 
 Array = jax.Array
@@ -61,6 +66,7 @@ def prefill(
     *,
     config: ModelConfig,
     chunk: int,  # C, divides Tp
+    layers: LayerStates | None = None,  # layer_states(graphdef, params), if already sliced
 ) -> tuple[KVCache, Array, Array | None]:
     """Runs the prompts through the model C tokens at a time; returns their cache (Tp slots),
     the float32 logits [U, V] of each prompt's last token and, for a MoE model, the experts
@@ -71,12 +77,13 @@ def prefill(
         raise ValueError(f"prefill chunk {C} does not divide the prompt length {Tp}")
     chunked = lambda x: x.reshape(U, Tp // C, C).transpose(1, 0, 2)  # [Tp/C, U, C]
     positions = default_positions(prompt_mask)  # [U, Tp]
+    layers = layer_states(graphdef, params) if layers is None else layers
 
     def step(carry, xs):
         cache, _ = carry
         ids, pos, mask = xs  # [U, C] each
         logits, cache, stats = forward_with_routing(
-            graphdef, params, ids, pos, mask, cache=cache
+            graphdef, params, ids, pos, mask, cache=cache, layers=layers
         )  # [U, C, V]
         return (cache, logits[:, -1]), _experts(stats)  # [U, C, L, R]
 
@@ -141,8 +148,10 @@ def generate(
         logits, step_keys(row_keys, t), temperature, top_k, top_p, greedy=greedy, filtered=filtered
     )
 
+    # Each layer's parameters sliced from its stack once, not at every step of the loops.
+    layers = layer_states(graphdef, params)
     cache, last, prompt_routing = prefill(
-        graphdef, params, prompt_ids, prompt_mask, config=config, chunk=prefill_chunk
+        graphdef, params, prompt_ids, prompt_mask, config=config, chunk=prefill_chunk, layers=layers
     )  # [U, Tp] slots, [U, V], [U, Tp, L, R] | None
     record = record_routing and prompt_routing is not None
     cache = constrain(fan_out(constrain(cache), row_prompt, M))  # [B, Tp + M] slots
@@ -174,6 +183,7 @@ def generate(
             step_positions,
             jnp.ones((B, 1), jnp.int32),
             cache=cache,
+            layers=layers,
         )  # [B, 1, V]
         token, logprob = draw(logits[:, 0], t)
         live = ~done
