@@ -14,13 +14,17 @@ candidate turns; each model is scored by greedy held-out turn acceptance on them
 primary metric) and, for pi_0, by greedy success on validation episodes. The chosen values are
 the ones written in configs/demo.py; docs/demo.md records the grid.
 
-`rl` trains PivotRL over learning rate x KL beta (`RL_GRID`) and chooses the point with the
-highest validation acceptance. It also reports out-of-domain accuracy on validation questions, but
-only of the kinds the demo does not evaluate: the evaluated kinds have few distinct questions
-(~108), all of them evaluation items, and pi_0 answers only ~2% of the other kinds', so that
-column shows forgetting weakly and is reported, not used to choose. Each grid point is a cached
-run (workdir/tuning/rl-lr*-beta*/); `--only=LR:BETA` computes one, so that points can run in
-parallel processes.
+`rl` trains PivotRL over learning rate x KL beta (`RL_GRID`) and scores each point on validation
+turns and on validation out-of-domain questions: questions of the kinds the demo evaluates (the
+ones pi_0 answers reliably) that are neither evaluation nor probe questions. The rule, fixed
+before the grid runs: among the points whose out-of-domain validation accuracy is at most
+`OOD_TOLERANCE` points below pi_0's, the one with the highest validation acceptance; when no point
+qualifies, the one that loses the least out-of-domain accuracy. The rule needs at least
+`MIN_OOD_VALIDATION` such questions; with fewer (the demo's reliable kinds have 108 questions in
+all, every one an evaluation question) it falls back to the highest validation acceptance and
+the result says so. Each grid point is a cached run
+(workdir/tuning/rl-PI0-lr*-beta*/, PI0 naming the pi_0 and pivots it started from);
+`--only=LR:BETA` computes one, so that points can run in parallel processes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ BASE_GRID = (
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
 RL_GRID = ((5e-4, 0.1), (1e-3, 0.1), (5e-4, 0.3), (5e-4, 1.0))  # (learning rate, KL beta)
 VALIDATION_TRAJECTORIES = {"sft": 150, "rl": 400}
+OOD_TOLERANCE = 2.0  # points of out-of-domain validation accuracy a chosen point may lose
+MIN_OOD_VALIDATION = 100  # questions the out-of-domain rule needs
 
 
 def validation_split(c, p, n: int) -> Path:
@@ -79,19 +85,30 @@ def acceptance(cmp, model: Path, cands: list[dict], verifiers, e) -> float:
 
 
 def validation_ood(c, kinds: list[str], n: int) -> list:
-    """Up to `n` distinct out-of-domain questions of the kinds the evaluation does not ask (its
-    kinds' few distinct questions are all evaluation questions), none a probe question: the
-    forgetting of skills outside the trained domain, measured away from the test items."""
-    from pivotrl_jax.envs.ood import KINDS
+    """Up to `n` distinct out-of-domain questions of the evaluated `kinds` that are neither
+    evaluation nor probe questions: forgetting measured away from the test items."""
     from pivotrl_jax.eval import compare
 
     e = c.eval
     probe = {t.question for t in compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)}
-    others = [k for k in KINDS.names() if k not in kinds]
-    return compare.ood_tasks(n, e.seed + 3000, others, exclude=probe)
+    test = {t.question for t in compare.ood_tasks(e.ood_questions, e.seed, kinds)}
+    return compare.ood_tasks(n, e.seed + 3000, kinds, exclude=probe | test)
 
 
-def rl_point(c, p, lr: float, beta: float, overrides: list[str]) -> Path:
+def choose_rl(base: dict, grid: list[dict], tolerance: float = OOD_TOLERANCE) -> dict:
+    """The grid point with the highest validation acceptance among those whose out-of-domain
+    validation accuracy is at least pi_0's minus `tolerance` points; when none is, the one
+    with the highest out-of-domain accuracy (ties: acceptance). Without out-of-domain scores
+    (`base["ood"]` None), the highest acceptance."""
+    if base.get("ood") is None:
+        return max(grid, key=lambda g: g["acceptance"])
+    kept = [g for g in grid if g["ood"] >= base["ood"] - tolerance]
+    if kept:
+        return max(kept, key=lambda g: g["acceptance"])
+    return max(grid, key=lambda g: (g["ood"], g["acceptance"]))
+
+
+def rl_point(c, p, tag: str, lr: float, beta: float, overrides: list[str]) -> Path:
     """PivotRL from the demo's pi_0 on its pivots with learning rate `lr` and KL coefficient
     `beta`; the exported policy (the demo's own run when those are the demo's settings)."""
     from pivotrl_jax import config as config_lib
@@ -101,7 +118,7 @@ def rl_point(c, p, lr: float, beta: float, overrides: list[str]) -> Path:
         return p.final
     tc = config_lib.load_config("configs/demo.py", overrides)
     tc.train.learning_rate, tc.train.beta = lr, beta
-    tp = demo.Paths(Path(c.workdir) / "tuning" / f"rl-lr{lr:g}-beta{beta:g}")
+    tp = demo.Paths(Path(c.workdir) / "tuning" / f"rl-{tag}-lr{lr:g}-beta{beta:g}")
     if not (tp.final / "config.json").exists():
         tp.root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tp.train, ignore_errors=True)
@@ -115,13 +132,13 @@ def score_rl(cmp, c, model: Path, cands, ood, verifiers, path: Path) -> dict:
 
     if path.exists():
         return json.loads(path.read_text())
-    r = cmp.measure(model, c.eval, cands, {"ood": ood}, verifiers, progress=False)
+    r = cmp.measure(model, c.eval, cands, {"ood": ood} if ood else {}, verifiers, progress=False)
     row = {
         "model": str(model),
         "acceptance": 100 * sum(r["turns"]) / len(r["turns"]),
-        "ood_other_kinds": 100 * sum(r["ood"]) / len(r["ood"]),
+        "ood": 100 * sum(r["ood"]) / len(r["ood"]) if r.get("ood") else None,
         "n_turns": len(r["turns"]),
-        "n_ood": len(r["ood"]),
+        "n_ood": len(r.get("ood") or []),
     }
     atomic.write_json(path, row)
     return row
@@ -131,23 +148,36 @@ def tune_rl(c, p, st, overrides: list[str], only: tuple | None, verifiers) -> di
     from pivotrl_jax import demo
 
     wd = Path(c.workdir)
-    scores = wd / "tuning" / "rl-scores"  # a scored point is neither trained nor scored again
+    tag = st.chain[:12]  # the pi_0 and pivots the grid starts from
+    scores = wd / "tuning" / f"rl-{tag}-scores"  # a scored point is not trained or scored again
     cands = demo.read_records(validation_split(c, p, VALIDATION_TRAJECTORIES["rl"]))
     evals = demo.Evaluations(c, st, p, progress=False)  # its engine scores every model
     try:
         ood = validation_ood(c, evals.ood_kinds(), c.eval.ood_questions)
+        if len(ood) < MIN_OOD_VALIDATION:
+            ood = []  # too few to choose on; the rule falls back to acceptance (reported)
         base = score_rl(evals.cmp, c, p.base / "model", cands, ood, verifiers, scores / "pi_0.json")
         grid = []
         for lr, beta in RL_GRID if only is None else (only,):
             path = scores / f"lr{lr:g}-beta{beta:g}.json"
-            model = None if path.exists() else rl_point(c, p, lr, beta, overrides)
+            model = None if path.exists() else rl_point(c, p, tag, lr, beta, overrides)
             row = score_rl(evals.cmp, c, model, cands, ood, verifiers, path)
             grid.append({"learning_rate": lr, "beta": beta, **row})
     finally:
         evals.close()
-    result = {"what": "rl", "pi_0": base, "grid": grid}
+    result = {
+        "what": "rl",
+        "pi_0": base,
+        "grid": grid,
+        "ood_rule": (
+            f"applied: {len(ood)} validation questions, tolerance {OOD_TOLERANCE:g} points"
+            if ood
+            else f"not applied: fewer than {MIN_OOD_VALIDATION} validation questions of the "
+            "evaluated kinds"
+        ),
+    }
     if only is None:
-        result["best"] = max(grid, key=lambda g: g["acceptance"])
+        result["best"] = choose_rl(base, grid)
     return result
 
 

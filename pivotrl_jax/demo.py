@@ -47,6 +47,11 @@ class Stages:
         self.skipped: list[str] = []
         self._chain = ""
 
+    @property
+    def chain(self) -> str:
+        """The settings of every stage run so far, hashed: names what those stages made."""
+        return self._chain
+
     def run(self, name: str, settings: Any, outputs: Sequence[Path], fn: Callable[[], Any]):
         self._chain = hashlib.sha256(
             (self._chain + json.dumps(settings, sort_keys=True, default=str)).encode()
@@ -365,12 +370,30 @@ def measure_rewards(c, out: Path) -> dict:
     return got
 
 
+def generators_fingerprint(root: Path | None = None) -> str:
+    """A hash of the task generators' and experts' source (`root`, by default `pivotrl_jax/envs`):
+    the data stage, and every stage after it, is redone when they change."""
+    if root is None:
+        import pivotrl_jax.envs as envs
+
+        root = Path(envs.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
     """Stages data, base, reward check, extract, profile and select; returns the selection
     report."""
     st.run(
         "data",
-        {"seed": c.seed, "domains": c.domains, **config_lib.to_dict(c.data)},
+        {
+            "seed": c.seed,
+            "domains": c.domains,
+            **config_lib.to_dict(c.data),
+            "generators": generators_fingerprint(),
+        },
         [p.data],
         lambda: make_data(c, p.data),
     )

@@ -7,6 +7,7 @@ makes one and `run_verifier` runs it under a time limit. See docs/verifiers.md.
 from pivotrl_jax.rewards import (
     chain,
     exact,
+    isolated,
     judge,
     message,
     schema_check,
@@ -41,6 +42,7 @@ __all__ = [
     "build_verifier",
     "chain",
     "exact",
+    "isolated",
     "judge",
     "message",
     "parse_action",

@@ -17,7 +17,7 @@ from pivotrl_jax.models.moe_routing import (
     route,
     router_agreement,
 )
-from pivotrl_jax.models.moe_sorted import blocked_ffn, ragged_dot_ffn
+from pivotrl_jax.models.moe_sorted import blocked_rows, ragged_dot_rows
 from pivotrl_jax.models.sharding import ShardingRules, logical_to_spec, make_mesh
 
 
@@ -130,38 +130,41 @@ def test_load_balancing_loss_and_agreement_hand_worked():
     assert (float(hits), float(slots)) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("grouped", [ragged_dot_ffn, blocked_ffn])
-def test_grouped_ffn_ignores_rows_past_the_groups(grouped):
+@pytest.mark.parametrize("grouped", [ragged_dot_rows, blocked_rows])
+def test_grouped_ffn_computes_each_row_with_its_expert_and_no_expert_rows_as_zero(grouped):
     rng = np.random.default_rng(3)
     G, D, F = 3, 4, 5
     xs = rng.normal(size=(11, D)).astype(np.float32)
     gate, up = (rng.normal(size=(G, D, F)).astype(np.float32) for _ in range(2))
     down = rng.normal(size=(G, F, D)).astype(np.float32)
-    sizes = np.asarray([3, 0, 5], np.int32)  # 8 rows in groups; 3 rows of no group
-    got = np.asarray(grouped(*map(jnp.asarray, (xs, sizes, gate, up, down))))
-    g = np.repeat(np.arange(G), sizes)
-    for m in range(8):
-        h = xs[m] @ gate[g[m]]
-        want = (h / (1 + np.exp(-h)) * (xs[m] @ up[g[m]])) @ down[g[m]]
+    ids = np.asarray([2, 0, 3, 2, 2, 0, 3, 2, 0, 2, 3], np.int32)  # 3 rows of no expert (id G)
+    got = np.asarray(grouped(*map(jnp.asarray, (xs, ids, gate, up, down))))
+    for m, e in enumerate(ids):
+        if e == G:
+            np.testing.assert_array_equal(got[m], 0.0)
+            continue
+        h = xs[m] @ gate[e]
+        want = (h / (1 + np.exp(-h)) * (xs[m] @ up[e])) @ down[e]
         np.testing.assert_allclose(got[m], want, atol=1e-4, rtol=1e-4)
-    np.testing.assert_array_equal(got[8:], 0.0)
 
 
-def test_blocked_with_small_blocks_matches_ragged_dot():
-    """Blocks of 2 rows (groups of 0 to 7 rows straddle them): values and gradients match."""
+@pytest.mark.parametrize("block", [2, 4, 16])
+def test_blocked_matches_ragged_dot_in_values_and_gradients(block):
+    """Blocks of 2 to 16 rows (groups of 0 to 7 rows straddle them, unused blocks at the end):
+    values and gradients equal the ragged_dot form's."""
     rng = np.random.default_rng(4)
     G, D, F = 4, 6, 5
-    sizes = jnp.asarray([3, 0, 7, 2], jnp.int32)
+    ids = jnp.asarray(rng.permutation(np.repeat(np.arange(G + 1), [3, 0, 7, 2, 2])), jnp.int32)
     xs = jnp.asarray(rng.normal(size=(14, D)).astype(np.float32))
     ws = tuple(jnp.asarray(rng.normal(size=s).astype(np.float32)) for s in
                [(G, D, F), (G, D, F), (G, F, D)])  # fmt: skip
 
     def loss(grouped, xs, *ws):
-        return jnp.mean(jnp.sin(grouped(xs, sizes, *ws)))
+        return jnp.mean(jnp.sin(grouped(xs, ids, *ws)))
 
-    small = lambda *a: blocked_ffn(*a, block=2)
+    small = lambda *a: blocked_rows(*a, block=block)
     grad = lambda f: jax.value_and_grad(lambda *a: loss(f, *a), argnums=(0, 1, 2, 3))(xs, *ws)
-    for a, b in zip(jax.tree.leaves(grad(small)), jax.tree.leaves(grad(ragged_dot_ffn))):
+    for a, b in zip(jax.tree.leaves(grad(small)), jax.tree.leaves(grad(ragged_dot_rows))):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
