@@ -58,6 +58,15 @@ def _experts(stats) -> Array | None:
     return None if stats is None else jnp.moveaxis(stats.experts, 0, 2)
 
 
+def loop_layers(graphdef: nnx.GraphDef, params: nnx.State) -> LayerStates | None:
+    """What the prefill and decode loops pass as `layers`. On CPU, each layer's parameters
+    sliced from its stack once before the loops: sliced inside them, XLA:CPU copies every
+    layer's rows at every step (decoding took about twice as long). That holds a second copy of
+    the layer weights while generating, so on accelerators, where the KV cache needs the
+    memory, None: each step slices the layer it runs."""
+    return layer_states(graphdef, params) if jax.default_backend() == "cpu" else None
+
+
 def prefill(
     graphdef: nnx.GraphDef,
     params: nnx.State,
@@ -66,7 +75,7 @@ def prefill(
     *,
     config: ModelConfig,
     chunk: int,  # C, divides Tp
-    layers: LayerStates | None = None,  # layer_states(graphdef, params), if already sliced
+    layers: LayerStates | None = None,  # `loop_layers`: sliced once, or None: in each step
 ) -> tuple[KVCache, Array, Array | None]:
     """Runs the prompts through the model C tokens at a time; returns their cache (Tp slots),
     the float32 logits [U, V] of each prompt's last token and, for a MoE model, the experts
@@ -77,7 +86,6 @@ def prefill(
         raise ValueError(f"prefill chunk {C} does not divide the prompt length {Tp}")
     chunked = lambda x: x.reshape(U, Tp // C, C).transpose(1, 0, 2)  # [Tp/C, U, C]
     positions = default_positions(prompt_mask)  # [U, Tp]
-    layers = layer_states(graphdef, params) if layers is None else layers
 
     def step(carry, xs):
         cache, _ = carry
@@ -148,8 +156,7 @@ def generate(
         logits, step_keys(row_keys, t), temperature, top_k, top_p, greedy=greedy, filtered=filtered
     )
 
-    # Each layer's parameters sliced from its stack once, not at every step of the loops.
-    layers = layer_states(graphdef, params)
+    layers = loop_layers(graphdef, params)
     cache, last, prompt_routing = prefill(
         graphdef, params, prompt_ids, prompt_mask, config=config, chunk=prefill_chunk, layers=layers
     )  # [U, Tp] slots, [U, V], [U, Tp, L, R] | None

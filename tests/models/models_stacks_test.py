@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -76,3 +77,27 @@ def _rows(tree, r):
     if isinstance(tree, dict):
         return {k: _rows(v, r) for k, v in tree.items()}
     return np.asarray(tree)[r]
+
+
+@pytest.mark.parametrize("name", ["dense_tied_gqa4", "moe_step2_mlp_only"])
+def test_prefill_slicing_each_step_equals_slicing_once(name):
+    """The decode loops' two ways to get a layer's parameters (`decode.loop_layers`: sliced once
+    before the loop on CPU, sliced in each step on accelerators) give the same cache and
+    logits."""
+    import jax.numpy as jnp
+
+    from pivotrl_jax.models.testing import TINY_CONFIGS, random_model
+    from pivotrl_jax.models.transformer import layer_states
+    from pivotrl_jax.rollout.decode import prefill
+
+    config = TINY_CONFIGS[name]
+    graphdef, params = nnx.split(random_model(config, seed=3))
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(1, config.vocab_size, size=(2, 8)), jnp.int32)
+    mask = jnp.asarray([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8], jnp.int32)
+    once = prefill(
+        graphdef, params, ids, mask, config=config, chunk=4, layers=layer_states(graphdef, params)
+    )
+    each = prefill(graphdef, params, ids, mask, config=config, chunk=4, layers=None)
+    for a, b in zip(jax.tree.leaves(once), jax.tree.leaves(each), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=0)
