@@ -14,7 +14,7 @@ EXPECTED = {
     "02_pivot_analysis": (["zero-signal fraction", "[pivot]", "[zero_variance]"], True),
     "03_custom_verifier": (["agreement on", "{'same_flags'}"], False),
     "04_scaling": (
-        ["8 devices", "GB per device", "P('expert', 'tensor', 'fsdp')", "MiB per device"],
+        ["8 devices", "GB per device", "P(None, 'expert', 'tensor', 'fsdp')", "MiB per device"],
         False,
     ),
 }
