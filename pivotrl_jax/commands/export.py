@@ -74,6 +74,7 @@ def export_mesh():
 
 def main(fv: flags.FlagValues) -> int:
     from pivotrl_jax.commands.model_folder import check_model_dir
+    from pivotrl_jax.models.stacks import layer_kinds
     from pivotrl_jax.models.weights import export_hf, read_config
     from pivotrl_jax.train.checkpoint import Checkpointer
     from pivotrl_jax.train.optim import OptimConfig, make_optimizer
@@ -99,7 +100,9 @@ def main(fv: flags.FlagValues) -> int:
                 path=run / "checkpoints",
             )
         state, meta = ckpt.restore(
-            step, abstract_train_state(policy, make_optimizer(optim), optim.dtype)
+            step,
+            abstract_train_state(policy, make_optimizer(optim), optim.dtype),
+            layer_kinds(config),
         )
     final = Path(fv.output)
     staged = final.with_name(f".{final.name}.partial")

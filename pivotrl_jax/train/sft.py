@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pivotrl_jax import faults
+from pivotrl_jax.models.stacks import layer_kinds
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.aggregation import LossParts, as_float
 from pivotrl_jax.train.batching import Sequence as Seq
@@ -98,7 +99,7 @@ def run_sft(
     start = ckpt.latest_step()
     if start is not None:
         abstract = abstract_train_state(policy, make_optimizer(optim), optim.dtype)
-        state, meta = ckpt.restore(start, abstract)
+        state, meta = ckpt.restore(start, abstract, layer_kinds(policy.config))
         data.set_state(meta["data_state"])
     first = start or 0
     writer = metrics_lib.MetricsWriter(workdir, cfg.tensorboard, resume_step=start)
