@@ -262,7 +262,7 @@ class Evaluator:
         self.tasks = {
             d: generate_tasks(d, e.episodes_per_domain, e.seed, "eval") for d in c.domains
         }
-        self.tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds)
+        self.tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds, part="test")
         self.heldout = demo.read_records(p.heldout)
         self.verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(c.domains)), {})
 

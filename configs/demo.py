@@ -88,10 +88,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         dict(
             heldout_per_domain=400,  # expert trajectories of evaluation sessions (~2.5 turns each)
             episodes_per_domain=512,
-            # at most: distinct questions only, and the kinds pi_0 answers reliably (a 12-word
-            # list) have 108 in all, so the demo asks each of them once
+            # at most: distinct questions of the test part only (`compare.ood_part`), and the
+            # kinds pi_0 answers reliably (about a 12-word list) have ~165 there, asked once each
             ood_questions=512,
-            ood_probe=256,  # other questions, to choose the kinds pi_0 answers reliably
+            ood_probe=256,  # validation-part questions, to choose the kinds pi_0 answers reliably
             ood_min_accuracy=0.8,
             max_turns=8,
             temperature=0.0,  # greedy

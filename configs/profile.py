@@ -26,6 +26,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             candidates_per_call=32,
             seed=0,
             verifier_time_limit_s=10.0,
+            # a completion cut at max_new_tokens never ended its turn: reward 0 unless True
+            score_truncated=False,
         )
     )
     # Per-domain verifier overrides: {"terminal": {"name": "shell", "params": {...}}}. Without

@@ -111,6 +111,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.verifier_params = config_dict.ConfigDict({"tool_call": {"threshold": 0.1}})
     c.verifier_for_all = ""  # one verifier name for every record (the naive baseline: exact)
     c.verifier_time_limit_s = 10.0
+    # A completion cut at max_new_tokens is a turn that never ended: reward 0 unless True.
+    c.score_truncated = False
     c.checkpoint = config_dict.ConfigDict(dict(every=10, keep=3))
     c.log = config_dict.ConfigDict(dict(tensorboard=True, progress=True))
     # Re-profile the pivots when the batch reward std stays below `std_below` for `patience`

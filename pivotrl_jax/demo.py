@@ -520,11 +520,12 @@ class Evaluations:
 
     def ood_kinds(self) -> list[str]:
         """The kinds of out-of-domain question pi_0 answers at least `ood_min_accuracy` of the
-        time, on a probe set of other questions than the evaluation's."""
+        time, on a probe set of validation questions (`compare.ood_part`), never evaluation ones: a
+        kind is not chosen because pi_0 happened to answer the very items it is then tested on."""
         from pivotrl_jax.eval import compare
 
         e, path = self.c.eval, self.p.eval / "ood_kinds.json"
-        tasks = compare.ood_tasks(e.ood_probe, seed=e.seed + 1000)
+        tasks = compare.ood_tasks(e.ood_probe, seed=e.seed + 1000, part="validation")
 
         def probe():
             self.cmp.load(self.p.base / "model")
@@ -547,7 +548,7 @@ class Evaluations:
         tasks = {
             d: generate_tasks(d, e.episodes_per_domain, e.seed, "eval") for d in self.c.domains
         }
-        tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds)
+        tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds, part="test")
         cands = read_records(self.p.heldout)
         verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
         out = {}
@@ -632,18 +633,21 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: float) -> dict:
-    from pivotrl_jax.eval.compare import summarize
+    from pivotrl_jax.eval import compare
 
     checks = json.loads((p.data / "rewards_check.json").read_text())
     prof_rollouts = sum(
         json.loads(f.read_text())["rollouts"] for f in p.profiled.glob("summary-*.json")
     )
     t = c.train
+    kinds = json.loads((p.eval / "ood_kinds.json").read_text())
+    ood = compare.ood_tasks(c.eval.ood_questions, c.eval.seed, kinds, part="test")
     return {
-        **summarize(results, base="pi_0"),
+        **compare.summarize(results, base="pi_0"),
+        "ood_accuracy_by_kind": compare.ood_by_kind(results, [q.kind for q in ood]),
         "oracle_reward": {d: v["oracle"] for d, v in checks.items()},
         "control_reward": {d: v["control"] for d, v in checks.items()},
-        "ood_kinds": json.loads((p.eval / "ood_kinds.json").read_text()),
+        "ood_kinds": kinds,
         "pivots": {
             k: sel[k]
             for k in ("candidates", "kept", "kept_fraction", "zero_variance_fraction", "dropped")
@@ -708,6 +712,8 @@ def format_table(report: dict, domains: Sequence[str]) -> str:
         rows.append((f"{d} success ({ep['pi_0'][d]['n']})", *(_cell(ep[m][d]) for m in models)))
     ood = report["ood_accuracy"]
     rows.append((f"out-of-domain accuracy ({ood['pi_0']['n']})", *(_cell(ood[m]) for m in models)))
+    for kind, by in report.get("ood_accuracy_by_kind", {}).items():
+        rows.append((f"  {kind} ({by['pi_0']['n']})", *(_cell(by[m]) for m in models)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -723,7 +729,6 @@ def format_table(report: dict, domains: Sequence[str]) -> str:
         f"({100 * pv['zero_variance_fraction']:.0f}% had zero reward variance under pi_0)",
         f"rollout turns: profile {report['rollout_turns']['profile']}, "
         f"train {report['rollout_turns']['train']}",
-        f"out-of-domain kinds (pi_0 >= threshold): {', '.join(report['ood_kinds'])}",
         f"time: {report['seconds']['total']:.0f} s (the stages took "
         f"{sum(report['seconds_when_made'].values()):.0f} s when made), peak resident memory "
         f"{report['peak_rss_gib']:.1f} GiB",

@@ -1,5 +1,10 @@
-"""Out-of-domain, non-agentic questions with exact answers: arithmetic, comparison and string
-manipulation.
+"""Out-of-domain, non-agentic questions with exact answers: addition, and questions about the
+spelling and order of the words of a 12-word list (reverse, sort or count letters, first and
+last letter, which letter a word contains, which of two words comes first).
+
+The word list is short on purpose: the demo's tiny pi_0 learns these facts for 12 words within
+its pretraining budget, but not for 20 (docs/demo.md), and out-of-domain forgetting can only be
+measured on questions pi_0 answers.
 
 They measure what PivotRL claims to keep: skills outside the trained agentic domain. A task is
 one question; `score(task, completion)` is 1.0 when the completion's answer equals the expected
@@ -29,6 +34,7 @@ DOMAIN = "ood"
 SYSTEM_PROMPT = "Answer the question. Give the final answer on the last line."
 _WORDS = "lamp garden river pencil window rocket banana planet silver orange castle tunnel"
 WORDS = _WORDS.split()
+_COMMON_FIRST = "etaoinshrdlucmfwypvbgkjqxz"  # letters, most frequent in English first
 _PREFIX = re.compile(r"^(?:the answer is|answer\s*:)\s*", re.IGNORECASE)
 
 
@@ -51,18 +57,6 @@ def _add(rng: random.Random) -> tuple[str, str]:
     return f"What is {a} + {b}?", str(a + b)
 
 
-@KINDS.register("subtract")
-def _subtract(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(10, 999), rng.randint(10, 999)
-    return f"What is {max(a, b)} - {min(a, b)}?", str(abs(a - b))
-
-
-@KINDS.register("multiply")
-def _multiply(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(10, 99), rng.randint(2, 9)
-    return f"What is {a} * {b}?", str(a * b)
-
-
 @KINDS.register("reverse_word")
 def _reverse(rng: random.Random) -> tuple[str, str]:
     w = rng.choice(WORDS)
@@ -76,16 +70,33 @@ def _count(rng: random.Random) -> tuple[str, str]:
     return f"How many times does the letter {letter} appear in {w}?", str(w.count(letter))
 
 
-@KINDS.register("larger")
-def _larger(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.sample(range(10, 1000), 2)
-    return f"Which is larger, {a} or {b}?", str(max(a, b))
+@KINDS.register("first_letter")
+def _first_letter(rng: random.Random) -> tuple[str, str]:
+    w = rng.choice(WORDS)
+    return f"What is the first letter of {w}?", w[0]
 
 
-@KINDS.register("repeat_word")
-def _repeat(rng: random.Random) -> tuple[str, str]:
-    w, k = rng.choice(WORDS), rng.randint(2, 4)
-    return f"Write the word {w} {k} times, separated by spaces.", " ".join([w] * k)
+@KINDS.register("last_letter")
+def _last_letter(rng: random.Random) -> tuple[str, str]:
+    w = rng.choice(WORDS)
+    return f"What is the last letter of {w}?", w[-1]
+
+
+@KINDS.register("contains_letter")
+def _contains_letter(rng: random.Random) -> tuple[str, str]:
+    """Half the questions about a letter of the word, half about one of as many common letters
+    it lacks, so that "yes" and "no" are equally likely and neither answer alone scores."""
+    w = rng.choice(WORDS)
+    present = sorted(set(w))
+    absent = [c for c in _COMMON_FIRST if c not in w][: len(present)]
+    letter = rng.choice(present if rng.random() < 0.5 else absent)
+    return f"Does {w} contain the letter {letter}?", "yes" if letter in w else "no"
+
+
+@KINDS.register("alphabetical_first")
+def _alphabetical_first(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.sample(WORDS, 2)
+    return f"Which comes first in alphabetical order, {a} or {b}?", min(a, b)
 
 
 @KINDS.register("sort_letters")

@@ -15,6 +15,7 @@ swaps each model's weights in.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
@@ -36,18 +37,35 @@ def sampling(tok: Any, e: Any):
     )
 
 
+OOD_PARTS = ("test", "validation")
+VALIDATION_SHARE = 3  # one question in this many (by hash of its text) is a validation question
+
+
+def ood_part(question: str) -> str:
+    """Which part of the out-of-domain question space a question belongs to, by a stable hash of
+    its text: "validation" for one question in `VALIDATION_SHARE`, "test" for the rest. Model
+    choices (hyperparameters) are made on validation questions, results reported on test ones,
+    so no evaluation question ever informs a choice, even in kinds with few questions."""
+    digest = hashlib.sha256(question.encode()).digest()
+    return "validation" if digest[0] % VALIDATION_SHARE == 0 else "test"
+
+
 def ood_tasks(
     n: int,
     seed: int,
     kinds: Sequence[str] | None = None,
     exclude: Collection[str] = (),
+    part: str | None = None,
 ) -> list[Any]:
-    """Up to `n` evaluation questions with distinct texts, only of `kinds` when given and none
-    whose text is in `exclude` (drawn in session order). Some kinds have few distinct questions
-    (a word list of 12 words): when the draw stops finding new ones the list is shorter than
-    `n`, so that no question is counted twice as if it were independent evidence."""
+    """Up to `n` evaluation questions with distinct texts, only of `kinds` when given, only of
+    `part` ("test" or "validation", `ood_part`) when given, and none whose text is in `exclude`
+    (drawn in session order). Some kinds have few distinct questions (a word list of 12 words):
+    when the draw stops finding new ones the list is shorter than `n`, so that no question is
+    counted twice as if it were independent evidence."""
     from pivotrl_jax.envs import generate_tasks
 
+    if part is not None and part not in OOD_PARTS:
+        raise ValueError(f"ood part {part!r}: expected one of {', '.join(OOD_PARTS)}")
     if kinds is not None and not kinds:
         return []
     out: dict[str, Any] = {}
@@ -57,7 +75,11 @@ def ood_tasks(
         before = len(out)
         out = {}
         for t in generate_tasks("ood", want, seed=seed, split="eval"):
-            if (kinds is None or t.kind in kinds) and t.question not in exclude:
+            if (
+                (kinds is None or t.kind in kinds)
+                and t.question not in exclude
+                and (part is None or ood_part(t.question) == part)
+            ):
                 out.setdefault(t.question, t)
                 if len(out) == n:
                     break
@@ -167,3 +189,29 @@ def summarize(results: Mapping[str, Mapping[str, Any]], base: str = "pi_0") -> d
             if r.get("ood"):
                 ood[name]["delta_vs_" + base] = pct(paired_difference(r["ood"], ref["ood"]))
     return {"heldout_turn_acceptance": turns, "episode_success": episodes, "ood_accuracy": ood}
+
+
+def ood_by_kind(
+    results: Mapping[str, Mapping[str, Any]], kinds: Sequence[str], base: str = "pi_0"
+) -> dict[str, dict[str, Any]]:
+    """Out-of-domain accuracy per question kind: `kinds[i]` is the kind of the i-th question of
+    every model's `ood` list; per kind and model the percent right with its 95% interval, and
+    for the other models the paired change against `base` on that kind's questions (points)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds)):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        ref = [results[base]["ood"][i] for i in idx]
+        out[kind] = {}
+        for name, r in results.items():
+            if len(r.get("ood", [])) != len(kinds):
+                raise ValueError(f"{name}: {len(r.get('ood', []))} ood results, {len(kinds)} kinds")
+            mine = [r["ood"][i] for i in idx]
+            out[kind][name] = _share(mine)
+            if name != base:
+                d = paired_difference(mine, ref)
+                out[kind][name]["delta_vs_" + base] = {
+                    "mean": 100 * d["mean"],
+                    "ci95": [100 * x for x in d["ci95"]],
+                    "n": d["n"],
+                }
+    return out

@@ -48,6 +48,9 @@ class ProfileConfig:
     candidates_per_call: int = 32
     seed: int = 0
     verifier_time_limit_s: float = 10.0
+    # A completion cut at max_new_tokens is a turn that never ended: reward 0 (reason
+    # "truncated") unless this is set, when the verifier scores the cut text as it is.
+    score_truncated: bool = False
 
     def __post_init__(self):
         if self.k < 1:
@@ -167,6 +170,9 @@ class DomainVerifiers:
         )
 
 
+TRUNCATED = "truncated"  # the reason given to a completion that hit max_new_tokens
+
+
 def profile_chunk(
     candidates: Sequence[Mapping[str, Any]],
     engine: Any,
@@ -185,9 +191,13 @@ def profile_chunk(
     for cand, completions in zip(candidates, groups, strict=True):
         rewards, lengths, reasons, finish = [], [], [], []
         for comp in completions:
-            res = verifiers.score(cand, decode(comp.token_ids), cfg.verifier_time_limit_s)
-            rewards.append(res.reward)
-            reasons.append(res.reason)
+            if comp.finish_reason == "length" and not cfg.score_truncated:
+                reward, reason = 0.0, TRUNCATED
+            else:
+                res = verifiers.score(cand, decode(comp.token_ids), cfg.verifier_time_limit_s)
+                reward, reason = res.reward, res.reason
+            rewards.append(reward)
+            reasons.append(reason)
             lengths.append(len(comp.token_ids))
             finish.append(comp.finish_reason)
         tokens += sum(lengths)

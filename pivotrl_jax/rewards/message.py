@@ -11,7 +11,9 @@ sides are normalised before comparison:
 
 The verifier passes a message (never a tool call) that states every required fact: the
 verifier's own `facts` when given (a domain that knows the answer), otherwise those extracted
-from the expected message (numbers, paths and file names, yes/no, quoted strings).
+from the expected message (numbers, paths and file names, yes/no, quoted strings); where the
+required facts include numbers, a message that states any other number fails (`answers`): a
+list of guesses is not an answer.
 
 >>> states("7", "There are 7 lines."), states("7", "17 lines."), states("7", "Seven.")
 (True, False, True)
@@ -95,6 +97,27 @@ def states_all(facts: Iterable[str], text: str) -> bool:
     return all(states(f, text) for f in facts)
 
 
+def numbers_of(text: str) -> set[str]:
+    """The numbers `text` states, normalised (`seven` and `7.0` are `7`)."""
+    return {w for w in words_of(text) if _NUMBER.fullmatch(w)}
+
+
+def answers(facts: Iterable[str], text: str) -> bool:
+    """Whether `text` states every fact and, where the facts include numbers, no other number: a
+    message listing several candidate numbers does not state the answer, it guesses.
+
+    >>> answers(["7"], "There are 7 lines."), answers(["7"], "7 lines. Or 8. Or 9.")
+    (True, False)
+    >>> answers(["notes.txt"], "Moved notes.txt into 2024/."), answers(["3"], "File 3 of 3.")
+    (True, True)
+    """
+    facts = list(facts)
+    if not states_all(facts, text):
+        return False
+    allowed = set().union(*(numbers_of(f) for f in facts)) if facts else set()
+    return not allowed or numbers_of(text) <= allowed
+
+
 def extract_facts(text: str) -> set[str]:
     """The checkable facts of a message: numbers, paths and file names, a leading yes/no, quoted
     strings."""
@@ -127,6 +150,9 @@ class MessageVerifier:
         missing = sorted(f for f in required if not states(f, action.text))
         if missing:
             return result(0.0, "missing_fact", missing=missing)
+        if not answers(required, action.text):
+            extra = sorted(numbers_of(action.text) - set().union(*map(numbers_of, required)))
+            return result(0.0, "other_numbers", extra=extra)
         return result(1.0, "states_facts")
 
 

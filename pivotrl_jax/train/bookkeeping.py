@@ -91,6 +91,7 @@ def reprofile_recent(parts: Any, it: int) -> dict[str, float]:
         candidates_per_call=cfg.pivots_per_step,
         seed=stable_seed(cfg.seed, "reprofile", it),
         verifier_time_limit_s=cfg.verifier_time_limit_s,
+        score_truncated=cfg.score_truncated,
     )
     unique = list({rec["id"]: rec for rec in prog.recent}.values())
     _, keep = reprofile(

@@ -38,14 +38,19 @@ def score_groups(
     scorer: Any,
     verifier_for_all: str,
     time_limit_s: float,
+    score_truncated: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rewards [P, G], verifier errors [P, G] bool) for each completion of each pivot."""
+    """(rewards [P, G], verifier errors [P, G] bool) for each completion of each pivot. A
+    completion cut at max_new_tokens (finish_reason "length") is a turn that never ended and
+    earns 0 without being verified, unless `score_truncated`."""
     rewards = np.zeros((len(groups), len(groups[0])), np.float32)
     errors = np.zeros(rewards.shape, bool)
     for p, (rec, comps) in enumerate(zip(records, groups, strict=True)):
         if verifier_for_all:
             rec = {**rec, "verifier": verifier_for_all, "domain": ""}
         for g, comp in enumerate(comps):
+            if comp.finish_reason == "length" and not score_truncated:
+                continue  # reward 0
             res = scorer.score(rec, decode(comp.token_ids), time_limit_s)
             rewards[p, g] = res.reward
             errors[p, g] = res.reason.startswith("error") or res.reason == "timeout"

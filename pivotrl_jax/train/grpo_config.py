@@ -69,6 +69,7 @@ class GrpoConfig:
     verifier_params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     verifier_for_all: str = ""
     verifier_time_limit_s: float = 10.0
+    score_truncated: bool = False  # False: a completion cut at max_new_tokens earns 0
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
     tensorboard: bool = True
@@ -171,6 +172,7 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         verifier_params=cfg.verifier_params.to_dict(),
         verifier_for_all=cfg.verifier_for_all,
         verifier_time_limit_s=cfg.verifier_time_limit_s,
+        score_truncated=cfg.score_truncated,
         checkpoint_every=cfg.checkpoint.every,
         keep_checkpoints=cfg.checkpoint.keep,
         tensorboard=cfg.log.tensorboard,

@@ -77,6 +77,7 @@ def iteration(parts: Parts, it: int, workdir: Path) -> tuple[dict[str, float], b
             parts.scorer,
             cfg.verifier_for_all,
             cfg.verifier_time_limit_s,
+            cfg.score_truncated,
         )
     nonzero, keep, adv = group_advantages(cfg, rewards)
     lengths = np.asarray([[len(c.token_ids) for c in g] for g in groups])

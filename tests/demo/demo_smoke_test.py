@@ -32,6 +32,11 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
         for d in ("terminal", "tool_use"):
             assert report["episode_success"][m][d]["n"] == 3
         assert report["ood_accuracy"][m]["n"] == 4
+        by_kind = report["ood_accuracy_by_kind"]
+        assert sum(by_kind[k][m]["n"] for k in by_kind) == 4
+        assert sum(by_kind[k][m]["mean"] * by_kind[k][m]["n"] for k in by_kind) == pytest.approx(
+            400 * report["ood_accuracy"][m]["mean"] / 100
+        )
     for m in ("sft", "pivotrl"):
         delta = turns[m]["delta_vs_pi_0"]
         diff = [a - b for a, b in zip(items[m]["turns"], items["pi_0"]["turns"])]

@@ -10,15 +10,16 @@ from pivotrl_jax.envs.ood import extract_answer, score
 
 def _reference(question: str) -> str:
     """Answer the question from its text alone."""
-    if m := re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", question):
-        a, op, b = int(m[1]), m[2], int(m[3])
-        return str({"+": a + b, "-": a - b, "*": a * b}[op])
+    if m := re.fullmatch(r"What is (\d+) \+ (\d+)\?", question):
+        return str(int(m[1]) + int(m[2]))
+    if m := re.fullmatch(r"What is the (first|last) letter of (\w+)\?", question):
+        return m[2][0] if m[1] == "first" else m[2][-1]
+    if m := re.fullmatch(r"Does (\w+) contain the letter (\w)\?", question):
+        return "yes" if any(ch == m[2] for ch in m[1]) else "no"
+    if m := re.fullmatch(r"Which comes first in alphabetical order, (\w+) or (\w+)\?", question):
+        return m[1] if [ord(ch) for ch in m[1]] < [ord(ch) for ch in m[2]] else m[2]
     if m := re.fullmatch(r"(?:Reverse the word (\w+)\.|Write (\w+) backwards\.)", question):
         return "".join(reversed(m[1] or m[2]))
-    if m := re.fullmatch(r"Which is larger, (\d+) or (\d+)\?", question):
-        return m[1] if int(m[1]) > int(m[2]) else m[2]
-    if m := re.fullmatch(r"Write the word (\w+) (\d) times, separated by spaces\.", question):
-        return " ".join(m[1] for _ in range(int(m[2])))
     if m := re.fullmatch(r"Write the letters of (\w+) in alphabetical order\.", question):
         letters = list(m[1])
         for i in range(len(letters)):  # insertion sort
@@ -36,17 +37,22 @@ def test_answers_match_an_independent_reading_of_the_question():
     tasks = generate_tasks("ood", 400, seed=0)
     assert {t.kind for t in tasks} == {
         "add",
-        "subtract",
-        "multiply",
-        "larger",
         "reverse_word",
-        "repeat_word",
         "sort_letters",
         "count_letter",
+        "first_letter",
+        "last_letter",
+        "contains_letter",
+        "alphabetical_first",
     }
     for t in tasks:
         assert t.answer == _reference(t.question)
         assert not t.answer.startswith("-")
+    # "yes" and "no" equally likely: a constant answer does not pass the 80% kind threshold
+    contains = [
+        t.answer for t in generate_tasks("ood", 4000, seed=1) if t.kind == "contains_letter"
+    ]
+    assert 0.4 < contains.count("yes") / len(contains) < 0.6
 
 
 @pytest.mark.parametrize(

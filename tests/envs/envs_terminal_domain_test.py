@@ -193,3 +193,24 @@ def test_extra_or_foreign_calls_are_not_acceptable():
     )
     assert acceptable(history, expected, _cmd(command))
     assert not acceptable(history, expected, with_extra)
+
+
+def test_a_count_answer_with_other_numbers_is_not_acceptable():
+    """A final message listing several numbers guesses the count: neither the turn verifier nor
+    the episode's success accepts it; the expert's own message is accepted."""
+    checked = 0
+    for traj in TRAJECTORIES:
+        task = make_task(traj["metadata"]["session"])
+        if not task.report.isdigit():
+            continue
+        history, final = _turns(traj)[-1]
+        other = str(int(task.report) + 1)
+        assert acceptable(history, final, final)
+        assert acceptable(history, final, f"The answer is {task.report}.")
+        assert not acceptable(history, final, f"{task.report} lines. Or {other}.")
+        assert not acceptable(history, final, f"The answer is {task.report}. I wrote {other}.")
+        env = TerminalEnv(task)
+        env.final_text = f"It is {task.report}, maybe {other}."
+        assert not env.success() or task.answer is None
+        checked += 1
+    assert checked >= 20

@@ -78,3 +78,32 @@ def test_turn_kind_routes_by_the_expected_action():
     assert v.verify(state, call(x=1), said).reward == 0.0
     with pytest.raises(ValueError, match="turn_kind message"):
         build_verifier("turn_kind", message={"verifier": "message"})
+
+
+@pytest.mark.parametrize(
+    "facts, text, expected",
+    [
+        (["7"], "There are 7 lines.", True),
+        (["7"], "notes.txt has seven lines.", True),
+        (["7"], "7 lines. Or 8. Or 9.", False),  # guesses, not an answer
+        (["7"], "The answer is 7. I wrote 8 to tables.", False),
+        (["7"], "I wrote 11111111 lines and 7.", False),
+        (["3", "35"], "The total of your 3 orders is 35 dollars.", True),
+        (["35"], "The total of your 3 orders is 35 dollars.", False),
+        (["notes.txt"], "Moved notes.txt into 2024/.", True),  # no number asked: not checked
+        (["7"], "There are 17 lines.", False),
+    ],
+)
+def test_answers_needs_the_facts_and_no_other_number(facts, text, expected):
+    from pivotrl_jax.rewards.message import answers
+
+    assert answers(facts, text) is expected
+
+
+def test_message_verifier_rejects_a_list_of_numbers():
+    v = build_verifier("message")
+    expected = parse_action({"role": "assistant", "content": "There are 12 lines."})
+    state = VerifyState()
+    ok = v.verify(state, expected, parse_action("It has 12 lines."))
+    guess = v.verify(state, expected, parse_action("It has 12 lines, or 13, or 14."))
+    assert (ok.reward, guess.reward, guess.reason) == (1.0, 0.0, "other_numbers")

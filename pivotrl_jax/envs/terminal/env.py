@@ -20,7 +20,7 @@ from pivotrl_jax.envs.terminal.shell import Shell, ShellResult
 from pivotrl_jax.envs.terminal.tasks import TOOL_NAME, TerminalTask, make_task
 from pivotrl_jax.rewards.actions import parse_action
 from pivotrl_jax.rewards.base import VerifyState
-from pivotrl_jax.rewards.message import states
+from pivotrl_jax.rewards.message import answers
 from pivotrl_jax.rewards.sandbox import SANDBOXES, SandboxResult
 
 TOOLS: list[ToolSpec] = [
@@ -79,7 +79,7 @@ class TerminalEnv:
             return False
         if _normal(self.shell.fs.tree()) != _normal(self.task.goal):
             return False
-        return self.task.answer is None or states(self.task.answer, self.final_text)
+        return self.task.answer is None or answers([self.task.answer], self.final_text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,13 +161,14 @@ def acceptable(
     `progress`, a successful command whose every file change takes its goal value is acceptable
     too where the expected command changes files, or where it is a no-op (changes nothing and
     says nothing, like `mkdir -p` of an existing folder). A final message is acceptable when it
-    states the task's `report` fact (the answer to a question, or what was changed)."""
+    states the task's `report` fact (the answer to a question, or what was changed) and, when
+    that fact is a number, no other number (`rewards.message.answers`)."""
     exp, cand = parse_action(expected), parse_action(candidate)
     if cand.kind == "invalid" or cand.kind != exp.kind:
         return False
     task, shell = replay(history)
     if exp.kind == "message":
-        return states(task.report, cand.text)
+        return answers([task.report], cand.text)
     runs = []
     for action in (exp, cand):
         lines = commands([(c.name, c.arguments) for c in action.tool_calls])
