@@ -45,7 +45,7 @@ BASE_GRID = (
     "base.hidden_size=128,base.steps=3000",
 )
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
-RL_GRID = ((5e-4, 0.1), (1e-3, 0.1), (5e-4, 0.3), (5e-4, 1.0))  # (learning rate, KL beta)
+RL_GRID = ((2e-4, 0.1), (5e-4, 0.1), (1e-3, 0.1), (5e-4, 0.3), (5e-4, 1.0))  # (lr, KL beta)
 VALIDATION_TRAJECTORIES = {"sft": 150, "rl": 400}
 OOD_TOLERANCE = 2.0  # points of out-of-domain validation accuracy a chosen point may lose
 MIN_OOD_VALIDATION = 60  # questions the out-of-domain rule needs (a question is 1.7 points at 60)
@@ -53,7 +53,9 @@ MIN_OOD_VALIDATION = 60  # questions the out-of-domain rule needs (a question is
 
 def validation_split(c, p, n: int) -> Path:
     """Candidate turns of `n` expert trajectories per domain on evaluation sessions that are not
-    in the evaluation set (cached in workdir/validation)."""
+    in the evaluation set (cached in workdir/validation). Built in a folder of this process's own
+    and renamed into place when complete, so grid points started in parallel never read one
+    another's half-written split."""
     from pivotrl_jax import atomic, demo
     from pivotrl_jax.envs import generate_tasks
     from pivotrl_jax.envs.sft import trajectory
@@ -63,16 +65,22 @@ def validation_split(c, p, n: int) -> Path:
         return out / "candidates"
     e = c.eval
     rows = []
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
     for d in c.domains:
         test = {t.session for t in generate_tasks(d, e.episodes_per_domain, e.seed, "eval")}
         test |= {t.session for t in generate_tasks(d, e.heldout_per_domain, e.seed, "eval")}
         pool = generate_tasks(d, n + len(test), e.seed + 17, "eval")
         rows += [trajectory(t, e.seed) for t in pool if t.session not in test][:n]
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_jsonl(out / "trajectories.jsonl", rows)
+    tmp.mkdir(parents=True)
+    atomic.write_jsonl(tmp / "trajectories.jsonl", rows)
     demo.extract(
-        c, p, out / "candidates", demo.domain_verifiers(c.domains), out / "trajectories.jsonl"
+        c, p, tmp / "candidates", demo.domain_verifiers(c.domains), tmp / "trajectories.jsonl"
     )
+    try:
+        os.rename(tmp, out)
+    except OSError:  # another process finished the same split first: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
     return out / "candidates"
 
 
