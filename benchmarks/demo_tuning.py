@@ -45,7 +45,15 @@ BASE_GRID = (
     "base.hidden_size=128,base.steps=3000",
 )
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
-RL_GRID = ((2e-4, 0.1), (5e-4, 0.1), (1e-3, 0.1), (5e-4, 0.3), (5e-4, 1.0))  # (lr, KL beta)
+RL_GRID = (  # (learning rate, KL beta)
+    (2e-4, 0.1),
+    (3e-4, 0.1),
+    (3e-4, 0.3),
+    (5e-4, 0.1),
+    (1e-3, 0.1),
+    (5e-4, 0.3),
+    (5e-4, 1.0),
+)
 VALIDATION_TRAJECTORIES = {"sft": 150, "rl": 400}
 OOD_TOLERANCE = 2.0  # points of out-of-domain validation accuracy a chosen point may lose
 MIN_OOD_VALIDATION = 60  # questions the out-of-domain rule needs (a question is 1.7 points at 60)
