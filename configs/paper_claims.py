@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     # rate x KL beta (the default settings' run is the sweep's reference point).
     c.sweep = tuple(
         ("pivotrl", f"train.learning_rate={lr},train.beta={beta}")
-        for lr in (1e-4, 5e-4, 1e-3)
+        for lr in (1e-4, 3e-4, 1e-3)
         for beta in (0.0, 0.1, 0.3)
         if (lr, beta) != (c.train.learning_rate, c.train.beta)
     )

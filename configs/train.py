@@ -148,6 +148,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.rollout.max_new_tokens = 32
         c.optim.learning_rate = 1e-4
         c.engine.max_batch_size = 16
+        # a random or barely trained model rarely ends a turn within a few tokens: verify the
+        # cut text, so that a short run still has reward signal
+        c.score_truncated = True
         c.checkpoint.every = 3
         c.sft.batch_size = 4
         c.sft.length_buckets = (128, 256, 512, 1024)

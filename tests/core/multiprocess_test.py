@@ -149,6 +149,7 @@ def commands(assets: Path, out: Path, resume: bool) -> list[list[str]]:
             f"--config.model_dir={assets / 'model'}",
             "--config.profile.k=4",
             "--config.profile.max_new_tokens=12",
+            "--config.profile.score_truncated=True",  # the random model's samples are cut
             "--config.profile.candidates_per_call=4",
             "--candidates",
             str(assets / "candidates"),
