@@ -101,8 +101,9 @@ def acceptance(cmp, model: Path, cands: list[dict], verifiers, e) -> float:
 
 
 def validation_ood(c, kinds: list[str], n: int) -> list:
-    """Up to `n` distinct out-of-domain questions of the evaluated `kinds` that are neither
-    evaluation nor probe questions: forgetting measured away from the test items."""
+    """Up to `n` distinct out-of-domain questions of the evaluated `kinds` from the validation
+    part of the question space (where the probe's questions come from too), never evaluation
+    questions: forgetting measured away from the test items."""
     from pivotrl_jax.eval import compare
 
     return compare.ood_tasks(n, c.eval.seed + 3000, kinds, part="validation")

@@ -509,6 +509,7 @@ class Evaluations:
     def __init__(self, c, st: Stages, p: Paths, progress: bool):
         self.c, self.st, self.p, self.progress = c, st, p, progress
         self._cmp = None
+        self.ood_item_kinds: list[str] = []  # the kind of each OOD item, set by `run`
 
     @property
     def cmp(self):
@@ -549,6 +550,7 @@ class Evaluations:
             d: generate_tasks(d, e.episodes_per_domain, e.seed, "eval") for d in self.c.domains
         }
         tasks["ood"] = compare.ood_tasks(e.ood_questions, e.seed, kinds, part="test")
+        self.ood_item_kinds = [t.kind for t in tasks["ood"]]  # per item of every model's "ood"
         cands = read_records(self.p.heldout)
         verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(self.c.domains)), {})
         out = {}
@@ -604,7 +606,9 @@ def _run(c, wd: Path, progress: bool) -> dict:
         results = evals.run({"pi_0": p.base / "model", "sft": p.sft_model, "pivotrl": p.final})
     finally:
         evals.close()
-    report = build_report(c, st, p, sel, results, time.perf_counter() - t_start)
+    report = build_report(
+        c, st, p, sel, results, evals.ood_item_kinds, time.perf_counter() - t_start
+    )
     atomic.write_json(wd / "report.json", report)
     metrics = read_metrics(p.train)
     if metrics:
@@ -632,7 +636,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: float) -> dict:
+def build_report(
+    c,
+    st: Stages,
+    p: Paths,
+    sel: dict,
+    results: dict,
+    ood_item_kinds: Sequence[str],
+    seconds: float,
+) -> dict:
     from pivotrl_jax.eval import compare
 
     checks = json.loads((p.data / "rewards_check.json").read_text())
@@ -640,14 +652,12 @@ def build_report(c, st: Stages, p: Paths, sel: dict, results: dict, seconds: flo
         json.loads(f.read_text())["rollouts"] for f in p.profiled.glob("summary-*.json")
     )
     t = c.train
-    kinds = json.loads((p.eval / "ood_kinds.json").read_text())
-    ood = compare.ood_tasks(c.eval.ood_questions, c.eval.seed, kinds, part="test")
     return {
         **compare.summarize(results, base="pi_0"),
-        "ood_accuracy_by_kind": compare.ood_by_kind(results, [q.kind for q in ood]),
+        "ood_accuracy_by_kind": compare.ood_by_kind(results, ood_item_kinds),
         "oracle_reward": {d: v["oracle"] for d, v in checks.items()},
         "control_reward": {d: v["control"] for d, v in checks.items()},
-        "ood_kinds": kinds,
+        "ood_kinds": json.loads((p.eval / "ood_kinds.json").read_text()),
         "pivots": {
             k: sel[k]
             for k in ("candidates", "kept", "kept_fraction", "zero_variance_fraction", "dropped")

@@ -161,6 +161,11 @@ class Comparison:
         self.engine.close()
 
 
+def _points(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A `paired_difference` (fractions) in points."""
+    return {"mean": 100 * d["mean"], "ci95": [100 * x for x in d["ci95"]], "n": d["n"]}
+
+
 def _share(values: Sequence[float]) -> dict[str, Any]:
     """Percent of items passed, with the 95% Wilson interval (in percent)."""
     n = len(values)
@@ -173,7 +178,7 @@ def summarize(results: Mapping[str, Mapping[str, Any]], base: str = "pi_0") -> d
     """Per model, the percent of items passed with a 95% interval, and the paired difference
     against `base` on the same items (in points), for turns, episodes and ood."""
     ref = results[base]
-    pct = lambda d: {"mean": 100 * d["mean"], "ci95": [100 * x for x in d["ci95"]], "n": d["n"]}
+    pct = _points
     turns: dict[str, Any] = {}
     episodes: dict[str, Any] = {}
     ood: dict[str, Any] = {}
@@ -197,21 +202,17 @@ def ood_by_kind(
     """Out-of-domain accuracy per question kind: `kinds[i]` is the kind of the i-th question of
     every model's `ood` list; per kind and model the percent right with its 95% interval, and
     for the other models the paired change against `base` on that kind's questions (points)."""
+    for name, r in results.items():
+        if len(r.get("ood", [])) != len(kinds):
+            raise ValueError(f"{name}: {len(r.get('ood', []))} ood results, {len(kinds)} kinds")
     out: dict[str, dict[str, Any]] = {}
     for kind in sorted(set(kinds)):
         idx = [i for i, k in enumerate(kinds) if k == kind]
         ref = [results[base]["ood"][i] for i in idx]
         out[kind] = {}
         for name, r in results.items():
-            if len(r.get("ood", [])) != len(kinds):
-                raise ValueError(f"{name}: {len(r.get('ood', []))} ood results, {len(kinds)} kinds")
             mine = [r["ood"][i] for i in idx]
             out[kind][name] = _share(mine)
             if name != base:
-                d = paired_difference(mine, ref)
-                out[kind][name]["delta_vs_" + base] = {
-                    "mean": 100 * d["mean"],
-                    "ci95": [100 * x for x in d["ci95"]],
-                    "n": d["n"],
-                }
+                out[kind][name]["delta_vs_" + base] = _points(paired_difference(mine, ref))
     return out

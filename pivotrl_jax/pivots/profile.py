@@ -173,6 +173,24 @@ class DomainVerifiers:
 TRUNCATED = "truncated"  # the reason given to a completion that hit max_new_tokens
 
 
+def score_completion(
+    scorer: Any,
+    record: Mapping[str, Any],
+    completion: Any,
+    decode: Callable[[Sequence[int]], str],
+    time_limit_s: float,
+    score_truncated: bool,
+) -> tuple[float, str]:
+    """(reward, reason) of one sampled completion at `record`'s state. A completion cut at
+    max_new_tokens (finish_reason "length") is a turn that never ended: 0, `TRUNCATED`, without
+    running the verifier, unless `score_truncated`. Profiling, held-out evaluation and GRPO all
+    score through here."""
+    if completion.finish_reason == "length" and not score_truncated:
+        return 0.0, TRUNCATED
+    res = scorer.score(record, decode(completion.token_ids), time_limit_s)
+    return res.reward, res.reason
+
+
 def profile_chunk(
     candidates: Sequence[Mapping[str, Any]],
     engine: Any,
@@ -191,11 +209,9 @@ def profile_chunk(
     for cand, completions in zip(candidates, groups, strict=True):
         rewards, lengths, reasons, finish = [], [], [], []
         for comp in completions:
-            if comp.finish_reason == "length" and not cfg.score_truncated:
-                reward, reason = 0.0, TRUNCATED
-            else:
-                res = verifiers.score(cand, decode(comp.token_ids), cfg.verifier_time_limit_s)
-                reward, reason = res.reward, res.reason
+            reward, reason = score_completion(
+                verifiers, cand, comp, decode, cfg.verifier_time_limit_s, cfg.score_truncated
+            )
             rewards.append(reward)
             reasons.append(reason)
             lengths.append(len(comp.token_ids))

@@ -102,6 +102,13 @@ def numbers_of(text: str) -> set[str]:
     return {w for w in words_of(text) if _NUMBER.fullmatch(w)}
 
 
+def other_numbers(facts: Iterable[str], text: str) -> set[str]:
+    """The numbers `text` states beyond those of `facts`; empty when the facts hold no number
+    (nothing to contradict)."""
+    allowed = set().union(*map(numbers_of, facts))
+    return numbers_of(text) - allowed if allowed else set()
+
+
 def answers(facts: Iterable[str], text: str) -> bool:
     """Whether `text` states every fact and, where the facts include numbers, no other number: a
     message listing several candidate numbers does not state the answer, it guesses.
@@ -112,10 +119,7 @@ def answers(facts: Iterable[str], text: str) -> bool:
     (True, True)
     """
     facts = list(facts)
-    if not states_all(facts, text):
-        return False
-    allowed = set().union(*(numbers_of(f) for f in facts)) if facts else set()
-    return not allowed or numbers_of(text) <= allowed
+    return states_all(facts, text) and not other_numbers(facts, text)
 
 
 def extract_facts(text: str) -> set[str]:
@@ -150,9 +154,9 @@ class MessageVerifier:
         missing = sorted(f for f in required if not states(f, action.text))
         if missing:
             return result(0.0, "missing_fact", missing=missing)
-        if not answers(required, action.text):
-            extra = sorted(numbers_of(action.text) - set().union(*map(numbers_of, required)))
-            return result(0.0, "other_numbers", extra=extra)
+        extra = other_numbers(required, action.text)
+        if extra:
+            return result(0.0, "other_numbers", extra=sorted(extra))
         return result(1.0, "states_facts")
 
 

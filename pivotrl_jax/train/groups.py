@@ -9,6 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from pivotrl_jax.pivots.profile import score_completion
 from pivotrl_jax.pivots.stats import stable_seed
 from pivotrl_jax.rollout.base import Completion, SamplingParams
 from pivotrl_jax.train.advantages import flat_advantages, zero_variance_groups
@@ -40,20 +41,19 @@ def score_groups(
     time_limit_s: float,
     score_truncated: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rewards [P, G], verifier errors [P, G] bool) for each completion of each pivot. A
-    completion cut at max_new_tokens (finish_reason "length") is a turn that never ended and
-    earns 0 without being verified, unless `score_truncated`."""
+    """(rewards [P, G], verifier errors [P, G] bool) for each completion of each pivot, scored by
+    `score_completion` (a completion cut at max_new_tokens earns 0 unless `score_truncated`)."""
     rewards = np.zeros((len(groups), len(groups[0])), np.float32)
     errors = np.zeros(rewards.shape, bool)
     for p, (rec, comps) in enumerate(zip(records, groups, strict=True)):
         if verifier_for_all:
             rec = {**rec, "verifier": verifier_for_all, "domain": ""}
         for g, comp in enumerate(comps):
-            if comp.finish_reason == "length" and not score_truncated:
-                continue  # reward 0
-            res = scorer.score(rec, decode(comp.token_ids), time_limit_s)
-            rewards[p, g] = res.reward
-            errors[p, g] = res.reason.startswith("error") or res.reason == "timeout"
+            reward, reason = score_completion(
+                scorer, rec, comp, decode, time_limit_s, score_truncated
+            )
+            rewards[p, g] = reward
+            errors[p, g] = reason.startswith("error") or reason == "timeout"
     return rewards, errors
 
 
