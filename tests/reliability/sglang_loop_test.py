@@ -32,6 +32,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,15 +216,34 @@ def _faults(which: tuple[str, ...], assets):
     """The disturbances of a run, by name, at fixed rollout / weight-update calls."""
 
     def table(engine, server):
+        timers: list[threading.Timer] = []
+
         def kill():
             os.killpg(server.pid, signal.SIGKILL)
 
         def kill_soon():  # lands while the server loads the new weights (or just after)
-            threading.Timer(0.3, kill).start()
+            timers.append(threading.Timer(0.3, kill))
+            timers[-1].start()
 
         def serve_other_weights():  # behind the engine's back: the start-up weights, version 0
             import requests
 
+            from pivotrl_jax.rollout.base import SamplingParams
+
+            # An earlier kill may land after its call returned; the desync needs a live
+            # server, so the engine (which restarts a dead server it manages) is asked first.
+            for t in timers:
+                t.join()
+            deadline = time.monotonic() + 60
+            while server.alive() and time.monotonic() < deadline:
+                try:  # a killed process may take a moment to exit
+                    requests.get(f"{server.url}/model_info", timeout=5).raise_for_status()
+                    break
+                except requests.RequestException:
+                    time.sleep(0.2)
+            if not server.alive():
+                greedy_token = SamplingParams(temperature=0.0, max_new_tokens=1)
+                engine.generate(FIXED_PROMPTS[:1], greedy_token)
             body = {"model_path": str(assets / "model"), "weight_version": "0"}
             requests.post(f"{server.url}/update_weights_from_disk", json=body, timeout=300)
 
@@ -302,8 +322,6 @@ def test_server_killed_mid_profile_the_records_match(assets, tmp_path):
     """The server is killed from outside (kill -9 of its process group) once two profiling
     chunks are journaled; the engine restarts it and the profile completes."""
     require_sglang_env()
-    import time
-
     import pivotrl_with_test_verifier  # noqa: F401
 
     from pivotrl_jax import cli
