@@ -2,6 +2,7 @@
 
     python benchmarks/reliability_load.py profile [--sizes 10000,30000,100000]
     python benchmarks/reliability_load.py train [--steps 1000]
+    python benchmarks/reliability_load.py demo-train [--steps 1000] [--demo runs/demo]
     python benchmarks/reliability_load.py all                      # what `make reliability` runs
 
 profile: a tiny random dense model (1 layer, 300-token vocabulary) and N synthetic candidates
@@ -18,6 +19,9 @@ process; its RSS is sampled from /proc every second and matched to the step metr
 reached. Flat: after the first 10% of the steps (compilation, allocator warm-up), the median RSS
 of the last fifth of the samples is less than 64 MiB above that of the first fifth, and the
 least-squares slope is under 20 MiB per 1000 steps.
+
+demo-train: the demo's own GRPO run (configs/demo.py's settings, its pi_0 and pivots from a
+finished `make demo` folder) for `--steps` iterations, measured and judged the same way.
 
 Prints one JSON object per run and a last one with `"flat": true|false`; exits 1 if not flat.
 """
@@ -156,6 +160,34 @@ def train_load(steps: int, work: Path) -> dict:
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
     _candidates(work / "pivots", 64, vocab, seed=1)
     run = work / "run"
+    argv = _pivotrl("train", "--config=configs/train.py:tiny", f"--config.model_dir={model}",
+                    f"--config.pivots={work / 'pivots'}", "--config.pivots_prefix=candidates",
+                    f"--config.train.steps={steps}", "--config.train.pivots_per_step=4",
+                    "--config.train.micro_batches=2", "--config.rollout.group_size=4",
+                    "--config.rollout.max_new_tokens=16", "--config.optim.learning_rate=1e-4",
+                    "--config.train.drop_zero_variance=false", "--config.loss.entropy_coef=0.01",
+                    "--config.checkpoint.every=50",
+                    "--config.log.progress=false", "--output", str(run))  # fmt: skip
+    return {"run": "train", **_measured_train(argv, run, steps)}
+
+
+def demo_train_load(steps: int, work: Path, demo: Path) -> dict:
+    """The demo's own GRPO run (configs/demo.py: its pi_0 and pivots in the finished demo folder
+    `demo`, its settings) for `steps` iterations."""
+    from pivotrl_jax import config as config_lib
+    from pivotrl_jax.demo import train_argv
+
+    for need in (demo / "base" / "model", demo / "pivots"):
+        if not need.exists():
+            raise SystemExit(f"{need} is missing: run `make demo` first (or pass its --workdir)")
+    c = config_lib.load_config("configs/demo.py", [f"train.steps={steps}"])
+    run = work / "demo-run"
+    argv = _pivotrl(*train_argv(c, demo / "base" / "model", demo / "pivots", run, False))
+    return {"run": "demo_train", **_measured_train(argv, run, steps)}
+
+
+def _measured_train(argv: list[str], run: Path, steps: int) -> dict:
+    """Runs `argv` (a `pivotrl train` writing `run`), sampling its RSS against the steps done."""
     samples: list[tuple[int, float]] = []  # (steps done, RSS MiB)
 
     def sample(pid: int) -> None:
@@ -167,17 +199,7 @@ def train_load(steps: int, work: Path) -> dict:
             return
         samples.append((done, rss / 1024))
 
-    res = _run_measured(
-        _pivotrl("train", "--config=configs/train.py:tiny", f"--config.model_dir={model}",
-                 f"--config.pivots={work / 'pivots'}", "--config.pivots_prefix=candidates",
-                 f"--config.train.steps={steps}", "--config.train.pivots_per_step=4",
-                 "--config.train.micro_batches=2", "--config.rollout.group_size=4",
-                 "--config.rollout.max_new_tokens=16", "--config.optim.learning_rate=1e-4",
-                 "--config.train.drop_zero_variance=false", "--config.loss.entropy_coef=0.01",
-                 "--config.checkpoint.every=50",
-                 "--config.log.progress=false", "--output", str(run)),
-        sample,
-    )  # fmt: skip
+    res = _run_measured(argv, sample)
     res.pop("stdout")
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == steps
@@ -192,7 +214,7 @@ def train_load(steps: int, work: Path) -> dict:
     by_step = {}
     for s, r in samples:
         by_step[(s // max(steps // 10, 1)) * max(steps // 10, 1)] = round(r, 1)
-    out = {"run": "train", "steps": steps, **res,
+    out = {"steps": steps, **res,
            "steps_per_s": round(steps / res["wall_s"], 2),
            "rss_mib_early_median": round(float(early), 1),
            "rss_mib_late_median": round(float(late), 1),
@@ -205,7 +227,8 @@ def train_load(steps: int, work: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["profile", "train", "all"])
+    ap.add_argument("what", choices=["profile", "train", "demo-train", "all"])
+    ap.add_argument("--demo", default="runs/demo", help="demo-train: a finished demo folder")
     ap.add_argument("--sizes", default="10000,30000,100000")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--workdir", default="", help="keep the run folders here")
@@ -219,6 +242,9 @@ def main() -> int:
             print(json.dumps(results[-1]), flush=True)
         if args.what in ("train", "all"):
             results.append(train_load(args.steps, work))
+            print(json.dumps(results[-1]), flush=True)
+        if args.what == "demo-train":
+            results.append(demo_train_load(args.steps, work, Path(args.demo).resolve()))
             print(json.dumps(results[-1]), flush=True)
     flat = all(r["flat"] for r in results)
     print(json.dumps({"flat": flat}))

@@ -427,35 +427,40 @@ def prepare(c, st: Stages, p: Paths, progress: bool) -> dict:
     return sel
 
 
-def train_pivotrl(c, p: Paths, pivots: Path, out: Path, export_to: Path, progress: bool, **extra):
-    """Turn-level GRPO on `pivots` from pi_0, then an HF export of the final policy. `extra`
-    adds `--config.KEY=VALUE` overrides (dotted keys with `__` for `.`)."""
+def train_argv(c, base_model: Path, pivots: Path, out: Path, progress: bool, **extra) -> list[str]:
+    """The `pivotrl train` command line of the demo's GRPO run (configs/demo.py `train`) from
+    `base_model` on `pivots`; `extra` adds `--config.KEY=VALUE` overrides (dotted keys with `__`
+    for `.`)."""
     t = c.train
     overrides = [f"--config.{k.replace('__', '.')}={v}" for k, v in extra.items()]
-    run_cli(
-        [
-            "train",
-            "--config=configs/train.py:envs",
-            f"--config.model_dir={p.base / 'model'}",
-            f"--config.pivots={pivots}",
-            "--output",
-            str(out),
-            f"--config.train.steps={t.steps}",
-            f"--config.train.pivots_per_step={t.pivots_per_step}",
-            f"--config.train.micro_batches={t.micro_batches}",
-            f"--config.rollout.group_size={t.group_size}",
-            f"--config.rollout.max_new_tokens={t.max_new_tokens}",
-            f"--config.optim.learning_rate={t.learning_rate}",
-            f"--config.loss.beta={t.beta}",
-            f"--config.train.kl_metric={t.beta > 0}",
-            f"--config.train.old_logprobs={t.old_logprobs}",
-            f"--config.seed={c.seed}",
-            f"--config.train.max_prompt_len={t.max_prompt_len}",
-            f"--config.checkpoint.every={t.checkpoint_every}",
-            *overrides,
-            *([] if progress else ["--config.log.progress=False"]),
-        ]
-    )
+    return [
+        "train",
+        "--config=configs/train.py:envs",
+        f"--config.model_dir={base_model}",
+        f"--config.pivots={pivots}",
+        "--output",
+        str(out),
+        f"--config.train.steps={t.steps}",
+        f"--config.train.pivots_per_step={t.pivots_per_step}",
+        f"--config.train.micro_batches={t.micro_batches}",
+        f"--config.rollout.group_size={t.group_size}",
+        f"--config.rollout.max_new_tokens={t.max_new_tokens}",
+        f"--config.optim.learning_rate={t.learning_rate}",
+        f"--config.loss.beta={t.beta}",
+        f"--config.train.kl_metric={t.beta > 0}",
+        f"--config.train.old_logprobs={t.old_logprobs}",
+        f"--config.seed={c.seed}",
+        f"--config.train.max_prompt_len={t.max_prompt_len}",
+        f"--config.checkpoint.every={t.checkpoint_every}",
+        *overrides,
+        *([] if progress else ["--config.log.progress=False"]),
+    ]
+
+
+def train_pivotrl(c, p: Paths, pivots: Path, out: Path, export_to: Path, progress: bool, **extra):
+    """Turn-level GRPO on `pivots` from pi_0 (`train_argv`), then an HF export of the final
+    policy."""
+    run_cli(train_argv(c, p.base / "model", pivots, out, progress, **extra))
     run_cli(["export", "--run", str(out), "--output", str(export_to)])
 
 
