@@ -53,12 +53,15 @@ bench: install
 		echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # kill -9 at 10+ points per command, the SGLang server killed under training, then the load runs
-# (profile 10k/30k/100k candidates, train 1000 steps; peak RSS must stay flat). See
+# (profile 10k/30k/100k candidates, train 1000 steps, the demo's GRPO for 1000 steps; peak RSS
+# must stay flat). See
 # docs/reliability.md; hours on 2 CPU cores.
 reliability: install sglang-env
 	PIVOTRL_RELIABILITY=1 PIVOTRL_SGLANG_PYTHON=$(abspath $(SGLANG_VENV))/bin/python \
 		$(BIN)/python -m pytest -q --timeout=14400 tests/reliability $(PYTEST_ARGS)
 	$(BIN)/python benchmarks/reliability_load.py all
+	$(BIN)/pivotrl demo --config=configs/demo.py
+	$(BIN)/python benchmarks/reliability_load.py demo-train --demo runs/demo
 
 # SFT vs PivotRL vs ablations vs end-to-end RL; writes docs/results/ (reuses `make demo`'s stages).
 # PAPER_CLAIMS_JOBS runs at a time, each a process on its share of the CPUs.
