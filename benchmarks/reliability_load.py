@@ -179,7 +179,7 @@ def demo_train_load(steps: int, work: Path, demo: Path) -> dict:
 
     for need in (demo / "base" / "model", demo / "pivots"):
         if not need.exists():
-            raise SystemExit(f"{need} is missing: run `make demo` first (or pass its --workdir)")
+            raise SystemExit(f"{need} is missing: run `make demo` first, or pass --demo")
     c = config_lib.load_config("configs/demo.py", [f"train.steps={steps}"])
     run = work / "demo-run"
     argv = _pivotrl(*train_argv(c, demo / "base" / "model", demo / "pivots", run, False))

@@ -178,7 +178,6 @@ def summarize(results: Mapping[str, Mapping[str, Any]], base: str = "pi_0") -> d
     """Per model, the percent of items passed with a 95% interval, and the paired difference
     against `base` on the same items (in points), for turns, episodes and ood."""
     ref = results[base]
-    pct = _points
     turns: dict[str, Any] = {}
     episodes: dict[str, Any] = {}
     ood: dict[str, Any] = {}
@@ -187,12 +186,12 @@ def summarize(results: Mapping[str, Mapping[str, Any]], base: str = "pi_0") -> d
         episodes[name] = {d: _share(v) for d, v in r["episodes"].items()}
         ood[name] = _share(r.get("ood", []))
         if name != base:
-            turns[name]["delta_vs_" + base] = pct(paired_difference(r["turns"], ref["turns"]))
+            turns[name]["delta_vs_" + base] = _points(paired_difference(r["turns"], ref["turns"]))
             for d, v in r["episodes"].items():
                 delta = paired_difference(v, ref["episodes"][d])
-                episodes[name][d]["delta_vs_" + base] = pct(delta)
+                episodes[name][d]["delta_vs_" + base] = _points(delta)
             if r.get("ood"):
-                ood[name]["delta_vs_" + base] = pct(paired_difference(r["ood"], ref["ood"]))
+                ood[name]["delta_vs_" + base] = _points(paired_difference(r["ood"], ref["ood"]))
     return {"heldout_turn_acceptance": turns, "episode_success": episodes, "ood_accuracy": ood}
 
 

@@ -271,19 +271,11 @@ def test_judge_key_never_leaves_the_request_header(assets, tmp_path, monkeypatch
             """  # noqa: E501
         )
     )
-    argv = [
-        "profile",
-        f"--config={config}",
-        "--candidates",
-        str(assets / "cands"),
-        "--output",
-        str(tmp_path / "prof"),
-        f"--config.model_dir={assets / 'model'}",
-        "--noprogress",
-        "--config.profile.k=1",
-        "--config.profile.max_new_tokens=2",
-        "--config.profile.score_truncated=True",
-    ]  # fmt: skip  (every 2-token sample is cut)
+    # every 2-token sample is cut at max_new_tokens: verify it anyway, so the judge is called
+    argv = ["profile", f"--config={config}", "--candidates", str(assets / "cands"),
+            "--output", str(tmp_path / "prof"), f"--config.model_dir={assets / 'model'}",
+            "--noprogress", "--config.profile.k=1", "--config.profile.max_new_tokens=2",
+            "--config.profile.score_truncated=True"]  # fmt: skip
     assert cli.main(argv) == 0
     assert judge.auth and set(judge.auth) == {f"Bearer {SECRET}"}  # the key was used
     assert len(judge.auth) >= 2
