@@ -4,8 +4,9 @@ as one JSON object.
 
     python benchmarks/demo_tuning.py base   # pi_0 variants (configs/demo.py `base` overrides)
     python benchmarks/demo_tuning.py sft    # SFT from the demo's pi_0: lr x epochs
-    python benchmarks/demo_tuning.py rl     # PivotRL from the demo's pi_0 and pivots: lr x beta
+    python benchmarks/demo_tuning.py rl     # PivotRL from pi_0: lr x beta (x lambda_diff)
     python benchmarks/demo_tuning.py rl --only=1e-3:0.1   # train and score one grid point
+    python benchmarks/demo_tuning.py rl --only=3e-4:0.3:1.0   # ... with pivots of lambda_diff 1.0
     python benchmarks/demo_tuning.py sft --config.workdir=runs/demo2 --config.seed=1
 
 Validation items are expert trajectories of evaluation sessions that the demo's evaluation never
@@ -14,7 +15,8 @@ candidate turns; each model is scored by greedy held-out turn acceptance on them
 primary metric) and, for pi_0, by greedy success on validation episodes. The chosen values are
 the ones written in configs/demo.py; docs/demo.md records the grid.
 
-`rl` trains PivotRL over learning rate x KL beta (`RL_GRID`) and scores each point on validation
+`rl` trains PivotRL over learning rate x KL beta, and at two of those points the pivot filter's
+lambda_diff (`RL_GRID`), and scores each point on validation
 turns and on validation out-of-domain questions: questions of the kinds the demo evaluates (the
 ones pi_0 answers reliably) from the validation part of the question space
 (`compare.ood_part`: a hash of the question's text puts one question in three there), never an
@@ -23,8 +25,8 @@ validation accuracy is at most `OOD_TOLERANCE` points below pi_0's, the one with
 validation acceptance; when no point qualifies, the one that loses the least out-of-domain
 accuracy. The rule needs at least `MIN_OOD_VALIDATION` such questions; with fewer it falls back to
 the highest validation acceptance and the result says so. Each grid point is a cached run
-(workdir/tuning/rl-PI0-lr*-beta*/, PI0 naming the pi_0 and pivots it started from);
-`--only=LR:BETA` computes one, so that points can run in parallel processes.
+(workdir/tuning/rl-PI0-lr*-beta*[-lambda*]/, PI0 naming the pi_0 and pivots it started from);
+`--only=LR:BETA[:LAMBDA]` computes one, so that points can run in parallel processes.
 """
 
 from __future__ import annotations
@@ -45,14 +47,20 @@ BASE_GRID = (
     "base.hidden_size=128,base.steps=3000",
 )
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
-RL_GRID = (  # (learning rate, KL beta)
-    (2e-4, 0.1),
-    (3e-4, 0.1),
-    (3e-4, 0.3),
-    (5e-4, 0.1),
-    (1e-3, 0.1),
-    (5e-4, 0.3),
-    (5e-4, 1.0),
+RL_GRID = (  # (learning rate, KL beta, the pivot filter's lambda_diff)
+    (2e-4, 0.1, 0.6),
+    (3e-4, 0.1, 0.6),
+    (3e-4, 0.3, 0.6),
+    (5e-4, 0.1, 0.6),
+    (1e-3, 0.1, 0.6),
+    (5e-4, 0.3, 0.6),
+    (5e-4, 1.0, 0.6),
+    # lambda_diff 0.8 keeps the easier turns too (mean reward 0.6-0.8), 1.0 every turn with
+    # mixed outcomes
+    (3e-4, 0.3, 0.8),
+    (3e-4, 0.3, 1.0),
+    (5e-4, 0.1, 0.8),
+    (5e-4, 0.1, 1.0),
 )
 VALIDATION_TRAJECTORIES = {"sft": 150, "rl": 400}
 OOD_TOLERANCE = 2.0  # points of out-of-domain validation accuracy a chosen point may lose
@@ -122,21 +130,35 @@ def choose_rl(base: dict, grid: list[dict], tolerance: float = OOD_TOLERANCE) ->
     return max(grid, key=lambda g: (g["ood"], g["acceptance"]))
 
 
-def rl_point(c, p, tag: str, lr: float, beta: float, overrides: list[str]) -> Path:
-    """PivotRL from the demo's pi_0 on its pivots with learning rate `lr` and KL coefficient
-    `beta`; the exported policy (the demo's own run when those are the demo's settings)."""
+def _point_name(lr: float, beta: float, lambda_diff: float) -> str:
+    return f"lr{lr:g}-beta{beta:g}-lambda{lambda_diff:g}"
+
+
+def rl_point(
+    c, p, tag: str, lr: float, beta: float, lambda_diff: float, overrides: list[str]
+) -> Path:
+    """PivotRL from the demo's pi_0 with learning rate `lr` and KL coefficient `beta` on the
+    pivots `lambda_diff` selects from the demo's profile (the demo's own pivots at its
+    lambda_diff); the exported policy (the demo's own run when those are the demo's settings)."""
     from pivotrl_jax import config as config_lib
     from pivotrl_jax import demo
 
-    if (lr, beta) == (c.train.learning_rate, c.train.beta) and (p.final / "config.json").exists():
+    own = (lr, beta, lambda_diff) == (c.train.learning_rate, c.train.beta, c.select.lambda_diff)
+    if own and (p.final / "config.json").exists():
         return p.final
     tc = config_lib.load_config("configs/demo.py", overrides)
     tc.train.learning_rate, tc.train.beta = lr, beta
-    tp = demo.Paths(Path(c.workdir) / "tuning" / f"rl-{tag}-lr{lr:g}-beta{beta:g}")
+    tp = demo.Paths(Path(c.workdir) / "tuning" / f"rl-{tag}-{_point_name(lr, beta, lambda_diff)}")
     if not (tp.final / "config.json").exists():
         tp.root.mkdir(parents=True, exist_ok=True)
+        pivots = p.pivots
+        if lambda_diff != c.select.lambda_diff:
+            pivots = tp.pivots
+            if not (pivots / "select_report.json").exists():
+                sl = c.select
+                demo.select(p.profiled, pivots, lambda_diff, sl.budget, sl.min_variance)
         shutil.rmtree(tp.train, ignore_errors=True)
-        demo.train_pivotrl(tc, p, p.pivots, tp.train, tp.final, progress=False)
+        demo.train_pivotrl(tc, p, pivots, tp.train, tp.final, progress=False)
     return tp.final
 
 
@@ -172,11 +194,11 @@ def tune_rl(c, p, st, overrides: list[str], only: tuple | None, verifiers) -> di
             ood = []  # too few to choose on; the rule falls back to acceptance (reported)
         base = score_rl(evals.cmp, c, p.base / "model", cands, ood, verifiers, scores / "pi_0.json")
         grid = []
-        for lr, beta in RL_GRID if only is None else (only,):
-            path = scores / f"lr{lr:g}-beta{beta:g}.json"
-            model = None if path.exists() else rl_point(c, p, tag, lr, beta, overrides)
+        for lr, beta, lam in RL_GRID if only is None else (only,):
+            path = scores / f"{_point_name(lr, beta, lam)}.json"
+            model = None if path.exists() else rl_point(c, p, tag, lr, beta, lam, overrides)
             row = score_rl(evals.cmp, c, model, cands, ood, verifiers, path)
-            grid.append({"learning_rate": lr, "beta": beta, **row})
+            grid.append({"learning_rate": lr, "beta": beta, "lambda_diff": lam, **row})
     finally:
         evals.close()
     result = {
@@ -208,7 +230,8 @@ def main(argv: list[str]) -> dict:
     overrides = [a[len("--config.") :] for a in rest if a.startswith("--config.")]
     if what not in ("base", "sft", "rl") or len(overrides) + len(only) != len(rest):
         raise SystemExit(
-            "usage: demo_tuning.py base|sft|rl [--only=LR:BETA (rl)] [--config.KEY=VALUE ...]"
+            "usage: demo_tuning.py base|sft|rl [--only=LR:BETA[:LAMBDA] (rl)] "
+            "[--config.KEY=VALUE ...]"
         )
     c = config_lib.load_config("configs/demo.py", overrides)
     with compile_cache.enabled(Path(c.workdir) / ".jax_cache"):  # the demo's compiled programs
@@ -228,7 +251,8 @@ def _main(c, what: str, overrides: list[str], only: list[tuple]) -> dict:
     demo.prepare(c, st, p, progress=False) if what != "base" else demo.make_data(c, p.data)
     verifiers = DomainVerifiers.from_mappings(verifier_config(tuple(c.domains)), {})
     if what == "rl":
-        return tune_rl(c, p, st, overrides, only[0] if only else None, verifiers)
+        one = (*only[0], c.select.lambda_diff)[:3] if only else None  # LR:BETA[:LAMBDA]
+        return tune_rl(c, p, st, overrides, one, verifiers)
     grid = []
     if what == "sft":
         cands = demo.read_records(validation_split(c, p, VALIDATION_TRAJECTORIES["sft"]))

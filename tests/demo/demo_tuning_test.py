@@ -32,7 +32,8 @@ def test_validation_ood_is_disjoint_from_evaluation_and_probe():
     test = {t.question for t in ood_tasks(e.ood_questions, e.seed, kinds, part="test")}
     assert len(test) == e.ood_questions
     assert not set(questions) & test
-    assert (c.train.learning_rate, c.train.beta) in dt.RL_GRID  # the demo's setting is a point
+    setting = (c.train.learning_rate, c.train.beta, c.select.lambda_diff)
+    assert setting in dt.RL_GRID  # the demo's setting is a point
     # The word kinds' 108 questions are split: some validate, the others are evaluated.
     words = ["count_letter", "reverse_word", "sort_letters"]
     wval = {t.question for t in dt.validation_ood(c, words, 200)}
