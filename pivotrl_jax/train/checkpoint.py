@@ -49,9 +49,14 @@ def state_is_finite(state: TrainState) -> bool:
         for x in jax.tree.leaves((state.params, state.opt_state))
         if jnp.issubdtype(x.dtype, jnp.floating)
     ]
-    return bool(
-        jax.jit(lambda xs: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs])))(leaves)
-    )
+    return bool(_all_finite(leaves))
+
+
+@jax.jit
+def _all_finite(xs: list[jax.Array]) -> jax.Array:
+    """One compiled program per state layout (a lambda jitted per call would compile again at
+    every checkpoint and keep each program)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]))
 
 
 def _process_file(directory: epath.Path, index: int, count: int) -> epath.Path:

@@ -11,6 +11,7 @@ import pytest
 from pivotrl_jax.models.config import ModelConfig
 from pivotrl_jax.models.sharding import single_device_mesh
 from pivotrl_jax.models.stacks import layer_kinds
+from pivotrl_jax.train import checkpoint as checkpoint_lib
 from pivotrl_jax.train import state as st
 from pivotrl_jax.train.checkpoint import Checkpointer, NonFiniteStateError, state_is_finite
 from pivotrl_jax.train.optim import OptimConfig, make_optimizer
@@ -82,6 +83,19 @@ def test_non_finite_state_is_never_checkpointed(setup, tmp_path):
         with pytest.raises(NonFiniteStateError):
             ckpt.save(1, bad, {})
         assert ckpt.latest_step() is None
+
+
+def test_finiteness_check_compiles_once_per_state_layout(setup):
+    """Checking the same layout again (every checkpoint of a run) reuses the compiled program:
+    a program per call would be compiled and kept at every save, and the process would grow."""
+    _, _, state = setup
+    state_is_finite(state)
+    programs = checkpoint_lib._all_finite._cache_size()
+    for scale in (1.0, 2.0, 3.0):
+        assert state_is_finite(
+            state.replace(params=jax.tree.map(lambda x, s=scale: x * s, state.params))
+        )
+    assert checkpoint_lib._all_finite._cache_size() == programs
 
 
 def test_per_layer_checkpoint_restores_into_the_stacks(setup, tmp_path):
