@@ -83,6 +83,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             # more step program, 50-100 MiB each (docs/reliability.md). Also denser: 31% of
             # the positions padding instead of 41%.
             length_buckets=(512,),
+            # and the step for the row counts of up to 16 rows compiled before the first step
+            # (a 4-row batch, a step where few groups had mixed rewards, came first at step 230)
+            compile_rows=(4, 8, 12, 16),
             old_logprobs="auto",  # on-policy: the current policy, detached (no second forward)
             checkpoint_every=50,
         )
@@ -112,12 +115,14 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         c.base.length_buckets = (256, 512, 768)
         c.train.max_prompt_len = 640
         c.train.length_buckets = ()  # automatic: tool-use prompts reach 640 tokens
+        c.train.compile_rows = ()
     elif arg == "smoke":
         c.workdir = "runs/demo-smoke"
         c.domains = ("terminal", "tool_use")
         c.base.length_buckets = (768,)
         c.train.max_prompt_len = 640
         c.train.length_buckets = ()
+        c.train.compile_rows = ()
         c.data.pretrain_per_domain = 12
         c.data.pretrain_ood = 24
         c.data.sft_per_domain = 4

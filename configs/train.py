@@ -58,6 +58,10 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             # per octave; 1: powers of two; 0: to that multiple only): a bounded number of step
             # compilations when zero-signal groups are dropped. Extra rows are padding, no loss.
             row_buckets_per_octave=2,
+            # Row counts whose update programs are compiled before the first step (with one
+            # length in length_buckets): a CPU process then does not grow by a compiled step
+            # (50-100 MiB at the demo's size) when it first meets one of them late in a run.
+            compile_rows=(),
             # pi_old: "auto" (the step's own detached log-probs with one update per batch, no
             # extra forward; else "recompute"), "current", "recompute" (a forward pass with the
             # pre-update weights) or "engine" (the sampler's log-probs)

@@ -452,6 +452,7 @@ def train_argv(c, base_model: Path, pivots: Path, out: Path, progress: bool, **e
         f"--config.seed={c.seed}",
         f"--config.train.max_prompt_len={t.max_prompt_len}",
         *([f"--config.train.length_buckets={tuple(t.length_buckets)}"] if t.length_buckets else []),
+        *([f"--config.train.compile_rows={tuple(t.compile_rows)}"] if t.compile_rows else []),
         f"--config.checkpoint.every={t.checkpoint_every}",
         *overrides,
         *([] if progress else ["--config.log.progress=False"]),

@@ -56,6 +56,7 @@ class GrpoConfig:
     # Rows rounded up to the multiple x {1, 2, 3, 4, 6, 8, ...} (2 buckets per octave; 1: powers
     # of two; 0: to the multiple only): a bounded number of step compilations.
     row_buckets_per_octave: int = 2
+    compile_rows: tuple[int, ...] = ()  # row counts compiled before the first step (update.py)
     old_logprobs: str = "auto"
     reference_dtype: str = "float32"
     kl_metric: bool = True
@@ -159,6 +160,7 @@ def grpo_config(cfg: Any) -> GrpoConfig:
         pack=t.pack,
         share_prefix=t.share_prefix,
         row_buckets_per_octave=t.row_buckets_per_octave,
+        compile_rows=tuple(t.compile_rows),
         old_logprobs=t.old_logprobs,
         reference_dtype=t.reference_dtype,
         kl_metric=t.kl_metric,

@@ -45,7 +45,7 @@ from pivotrl_jax.train.groups import (
 from pivotrl_jax.train.optim import make_optimizer
 from pivotrl_jax.train.parts import Parts
 from pivotrl_jax.train.state import Params, abstract_train_state
-from pivotrl_jax.train.update import update_on
+from pivotrl_jax.train.update import compile_rows, update_on
 
 
 def next_pivots(data: Any, excluded: set[str], max_batches: int = 1000) -> list[dict]:
@@ -122,6 +122,7 @@ def run(
             parts.sync(
                 parts.engine, parts.policy, parts.state.params, version, workdir, cfg.model_dir
             )
+    compile_rows(parts, cfg.compile_rows)
     writer = metrics_lib.MetricsWriter(workdir, cfg.tensorboard, resume_step=start)
     first = 0 if start is None else start
     bar = tqdm(

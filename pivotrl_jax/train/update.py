@@ -15,11 +15,12 @@ from pathlib import Path
 
 import jax
 
+from pivotrl_jax import distributed
 from pivotrl_jax.train import metrics as metrics_lib
 from pivotrl_jax.train.batching import Sequence as Seq
 from pivotrl_jax.train.batching import TrainBatch
 from pivotrl_jax.train.parts import Parts
-from pivotrl_jax.train.placement import batch_metrics, local_batch, place_rows
+from pivotrl_jax.train.placement import batch_metrics, local_batch, padding_rows, place_rows
 from pivotrl_jax.train.state import Policy
 
 
@@ -44,12 +45,43 @@ def assemble(parts: Parts, seqs: list[Seq], max_rows: int) -> tuple[TrainBatch, 
     )
     if host is None:
         return None
+    return host, device_batch(parts, host)
+
+
+def device_batch(parts: Parts, host: TrainBatch) -> TrainBatch:
+    """This process's host rows -> the global device batch with the old / reference log-probs
+    the objective reads."""
     batch: TrainBatch = place_rows(host, parts.policy)
-    if cfg.pi_old == "recompute":
+    if parts.cfg.pi_old == "recompute":
         batch = batch.replace(old_logprobs=parts.logprobs_fn(parts.state.params, batch))
     if parts.reference is not None:
         batch = batch.replace(ref_logprobs=parts.logprobs_fn(parts.reference.params, batch))
-    return host, batch
+    return batch
+
+
+def compile_rows(parts: Parts, rows: tuple[int, ...]) -> None:
+    """Compiles the update's programs (log-prob passes and step) for batches of each row count
+    in `rows` at the one configured row length, before the first iteration: each compiled step
+    keeps 50-100 MiB of a CPU process's memory (docs/reliability.md), so a count first met late
+    in a run would raise its memory then. Runs them on all-padding batches and a copy of the
+    state, which it drops: the run's state is untouched."""
+    cfg = parts.cfg
+    buckets = cfg.buckets()
+    if rows and len(buckets) != 1:
+        raise ValueError(
+            f"train.compile_rows needs one row length (train.length_buckets), got {buckets}"
+        )
+    multiple = cfg.step.micro_batches * data_parallel(parts.policy)
+    n = distributed.process_count()
+    for B in rows:
+        if B % multiple or B % n:
+            raise ValueError(
+                f"train.compile_rows: {B} rows is not a multiple of {multiple} (micro-batches x "
+                f"data-parallel devices) or of the {n} processes"
+            )
+        batch = device_batch(parts, padding_rows(B // n, buckets[0]))
+        state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, parts.state)
+        jax.block_until_ready(parts.train_step(state, batch))
 
 
 def update_on(

@@ -3,6 +3,7 @@ exact resume (6 iterations = 3, a killed process, 3 more; bitwise on CPU)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -94,6 +95,23 @@ def overrides(assets: Path, *extra: str) -> list[str]:
     ]
 
 
+def four_steps_with_kl(assets: Path, *extra: str):
+    """configs/train.py:tiny,kl on the assets: 4 steps of 2 micro-batches, `extra` overrides."""
+    from pivotrl_jax import config as config_lib
+
+    return config_lib.load_config(
+        "configs/train.py:tiny,kl",
+        [
+            f"model_dir={assets / 'model'}",
+            f"pivots={assets / 'pivots'}",
+            "log.progress=False",
+            "train.steps=4",
+            "train.micro_batches=2",
+            *extra,
+        ],
+    )
+
+
 def in_process_parts(cfg):
     """The loop's parts wired in this process: pi_0 params, grain pivots, the JAX engine."""
     from transformers import AutoTokenizer
@@ -141,22 +159,11 @@ def test_train_in_process_metrics_dropped_groups_and_frozen_reference(assets, tm
     import jax
     import ml_collections  # noqa: F401
 
-    from pivotrl_jax import config as config_lib
     from pivotrl_jax.train import loop
     from pivotrl_jax.train.metrics import read_metrics
 
     exec(VERIFIER, {})
-    cfg = config_lib.load_config(
-        "configs/train.py:tiny,kl",
-        [
-            f"model_dir={assets / 'model'}",
-            f"pivots={assets / 'pivots'}",
-            "log.progress=False",
-            "train.steps=4",
-            "train.micro_batches=2",
-            "train.reference_dtype=bfloat16",
-        ],
-    )
+    cfg = four_steps_with_kl(assets, "train.reference_dtype=bfloat16")
     parts, params = in_process_parts(cfg)
     pi0 = jax.device_get(params)
     summary = loop.run(parts, tmp_path)
@@ -300,3 +307,27 @@ def test_resume_after_kill_equals_uninterrupted_run(assets, tmp_path):
     for x, y in zip(leaves_a, leaves_b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))  # bitwise
     assert _comparable(read_metrics(full)) == _comparable(read_metrics(cut))
+
+
+def test_compile_rows_compiles_the_step_up_front_and_leaves_the_state(assets, tmp_path):
+    """train.compile_rows: the step and log-prob programs for those row counts are compiled
+    before the first iteration on a copy of the state (the run's state is bitwise unchanged),
+    and the run's own batches, of those counts, compile nothing more."""
+    import jax
+
+    from pivotrl_jax.train import loop
+    from pivotrl_jax.train.update import compile_rows
+
+    exec(VERIFIER, {})
+    cfg = four_steps_with_kl(assets, "train.length_buckets=(256,)", "train.compile_rows=(2, 4)")
+    parts, _ = in_process_parts(cfg)
+    before = [np.asarray(x).copy() for x in jax.tree.leaves(parts.state)]
+    compile_rows(parts, parts.cfg.compile_rows)
+    for a, b in zip(jax.tree.leaves(parts.state), before):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert parts.train_step.jitted._cache_size() == 2
+    loop.run(parts, tmp_path)  # a batch of another row count would compile a third program
+    assert parts.train_step.jitted._cache_size() == 2
+    two = dataclasses.replace(parts, cfg=dataclasses.replace(parts.cfg, length_buckets=(128, 256)))
+    with pytest.raises(ValueError, match="one row length"):
+        compile_rows(two, (2,))
