@@ -102,6 +102,11 @@ class GrpoConfig:
             raise ValueError(
                 f"row_buckets_per_octave must be >= 0, got {self.row_buckets_per_octave}"
             )
+        if self.compile_rows and len(self.length_buckets) != 1:
+            raise ValueError(
+                "train.compile_rows needs one row length (train.length_buckets), got "
+                f"{self.length_buckets or 'the automatic lengths'}"
+            )
         if self.rollout.group_size < 2:
             raise ValueError("GRPO needs group_size >= 2")
         if self.updates_per_batch > 1 and self.old_logprobs in ("current", "engine"):

@@ -61,16 +61,12 @@ def device_batch(parts: Parts, host: TrainBatch) -> TrainBatch:
 
 def compile_rows(parts: Parts, rows: tuple[int, ...]) -> None:
     """Compiles the update's programs (log-prob passes and step) for batches of each row count
-    in `rows` at the one configured row length, before the first iteration: each compiled step
-    keeps 50-100 MiB of a CPU process's memory (docs/reliability.md), so a count first met late
-    in a run would raise its memory then. Runs them on all-padding batches and a copy of the
-    state, which it drops: the run's state is untouched."""
+    in `rows` at the one configured row length (GrpoConfig checks there is one), before the
+    first iteration: each compiled step keeps 50-100 MiB of a CPU process's memory
+    (docs/reliability.md), so a count first met late in a run would raise its memory then.
+    Runs them on all-padding batches and a copy of the state, which it drops: the run's state
+    is untouched."""
     cfg = parts.cfg
-    buckets = cfg.buckets()
-    if rows and len(buckets) != 1:
-        raise ValueError(
-            f"train.compile_rows needs one row length (train.length_buckets), got {buckets}"
-        )
     multiple = cfg.step.micro_batches * data_parallel(parts.policy)
     n = distributed.process_count()
     for B in rows:
@@ -79,7 +75,7 @@ def compile_rows(parts: Parts, rows: tuple[int, ...]) -> None:
                 f"train.compile_rows: {B} rows is not a multiple of {multiple} (micro-batches x "
                 f"data-parallel devices) or of the {n} processes"
             )
-        batch = device_batch(parts, padding_rows(B // n, buckets[0]))
+        batch = device_batch(parts, padding_rows(B // n, cfg.length_buckets[0]))
         state = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, parts.state)
         jax.block_until_ready(parts.train_step(state, batch))
 

@@ -328,6 +328,7 @@ def test_compile_rows_compiles_the_step_up_front_and_leaves_the_state(assets, tm
     assert parts.train_step.jitted._cache_size() == 2
     loop.run(parts, tmp_path)  # a batch of another row count would compile a third program
     assert parts.train_step.jitted._cache_size() == 2
-    two = dataclasses.replace(parts, cfg=dataclasses.replace(parts.cfg, length_buckets=(128, 256)))
     with pytest.raises(ValueError, match="one row length"):
-        compile_rows(two, (2,))
+        dataclasses.replace(parts.cfg, length_buckets=(128, 256))
+    with pytest.raises(ValueError, match="one row length"):
+        dataclasses.replace(parts.cfg, length_buckets=())
