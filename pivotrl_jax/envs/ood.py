@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pivotrl_jax.envs.base import Domain, Message, Policy, ToolSpec
 from pivotrl_jax.envs.domains import DOMAINS
 from pivotrl_jax.envs.messages import assistant_text
-from pivotrl_jax.envs.sessions import expert_rng, task_rng
+from pivotrl_jax.envs.sessions import task_rng
 from pivotrl_jax.registry import Registry
 from pivotrl_jax.rewards.actions import strip_reasoning
 
@@ -148,8 +148,19 @@ class OodEnv:
 
 
 def expert(task: OodTask, seed: int) -> Policy:
-    rng = expert_rng(DOMAIN, task.session, seed)
-    reply = assistant_text(rng.choice([task.answer, f"The answer is {task.answer}."]))
+    """Always "The answer is X.": the answer never at the reply's first token.
+
+    A reply's first token sits where every in-domain reply starts (a tool call, a final
+    message), the one position that in-domain RL trains in every context. When pi_0 also
+    answered these questions bare (half its pretraining answers were "X"), its answer was that
+    first token, and PivotRL's in-domain updates there replaced it: the demo's PivotRL answered
+    "Which comes first in alphabetical order, lamp or tunnel?" with "rocket", and lost 13.5
+    points on that kind, while the same model with "The answer is" put before its reply lost 3.3
+    (docs/demo.md, "Out-of-domain answers and the first token"). With the lead-in the
+    out-of-domain questions measure what they are for: whether the facts survive.
+    """
+    del seed  # one reply per task
+    reply = assistant_text(f"The answer is {task.answer}.")
     return lambda messages, tools: reply
 
 

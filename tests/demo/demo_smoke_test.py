@@ -1,5 +1,6 @@
 """A short end-to-end run of the demo pipeline (configs/demo.py:smoke) on real files."""
 
+import importlib.util
 import json
 
 import pytest
@@ -79,6 +80,17 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
         for r in records_io.read_records(out, prefix="profiled-p00000-of-00001")
     ]
     assert turns["pi_0"]["mean"] == pytest.approx(100 * sum(greedy) / len(greedy))
+
+    # benchmarks/ood_lead_in.py asks the demo's out-of-domain questions again, outside the
+    # episode runner: its free replies score what the demo reported.
+    spec = importlib.util.spec_from_file_location("ood_lead_in", "benchmarks/ood_lead_in.py")
+    ood_lead_in = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ood_lead_in)
+    lead = ood_lead_in.main(["--config=configs/demo.py:smoke", f"--config.workdir={wd}"])
+    assert lead["questions"] == 4
+    for m in MODELS:
+        assert lead[m]["free"]["all"] == pytest.approx(report["ood_accuracy"][m]["mean"])
+        assert 0 <= lead[m]["lead_in_replies"] <= 4
 
     # A second run reuses every stage.
     assert cli.main(argv) == 0

@@ -88,3 +88,17 @@ def test_ood_episode_is_one_turn():
     wrong = run_episode(task, lambda m, t: "I do not know.")
     assert (right.success, right.turns, wrong.success) == (True, 1, False)
     assert [m["role"] for m in right.messages] == ["system", "user", "assistant"]
+
+
+def test_expert_answers_after_a_lead_in():
+    """The expert's reply never starts with the answer (the first token is the one in-domain RL
+    trains; envs/ood.py `expert`), and it scores 1 on every kind."""
+    from pivotrl_jax.envs.ood import expert
+
+    tasks = generate_tasks("ood", 200, seed=5)
+    assert len({t.kind for t in tasks}) == 8
+    for t in tasks:
+        for seed in (0, 1):
+            reply = expert(t, seed)([], [])["content"]
+            assert reply == f"The answer is {t.answer}."
+            assert score(t, reply) == 1.0

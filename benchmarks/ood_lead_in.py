@@ -1,0 +1,95 @@
+"""Out-of-domain accuracy with and without a forced lead-in, per model and kind: does a model
+still know the answers, or has only its reply's first token moved?
+
+    python benchmarks/ood_lead_in.py                          # runs/demo's pi_0, SFT, PivotRL
+    python benchmarks/ood_lead_in.py --config.workdir=runs/demo2
+    python benchmarks/ood_lead_in.py --config=configs/demo.py:smoke --config.workdir=DIR
+
+On the demo's evaluation questions (the test part, the kinds pi_0 answers reliably, as the demo
+asks them), greedy: `free` is the reply as the demo scores it; `lead_in` puts "The answer is"
+after the generation prompt and scores "The answer is" + the continuation, so the answer is no
+longer the reply's first token. `lead_in_replies` counts the free replies that start with "The
+answer is". A model whose `free` accuracy falls while its `lead_in` accuracy holds has lost the
+format (the distribution of its first token, the position in-domain RL trains), not the facts
+(docs/demo.md). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+LEAD_IN = "The answer is"
+MODELS = {"pi_0": "base/model", "sft": "sft_model", "pivotrl": "final"}
+
+
+def accuracy(tasks, texts) -> dict:
+    from pivotrl_jax.envs.ood import score
+
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for t, x in zip(tasks, texts, strict=True):
+        by_kind[t.kind].append(score(t, x))
+    every = [s for v in by_kind.values() for s in v]
+    return {
+        "all": round(100 * sum(every) / len(every), 2),
+        **{k: round(100 * sum(v) / len(v), 2) for k, v in sorted(by_kind.items())},
+    }
+
+
+def main(argv: list[str]) -> dict:
+    from pivotrl_jax.config import load_config
+    from pivotrl_jax.envs.ood import SYSTEM_PROMPT
+    from pivotrl_jax.eval import compare
+    from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
+
+    spec = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    overrides = [a[len("--config.") :] for a in argv if a.startswith("--config.")]
+    if len(spec) > 1 or len(spec) + len(overrides) != len(argv):
+        raise SystemExit(
+            "usage: ood_lead_in.py [--config=configs/demo.py[:VARIANT]] [--config.KEY=VALUE ...]"
+        )
+    c = load_config(spec[0] if spec else str(REPO / "configs/demo.py"), overrides)
+    root, e = Path(c.workdir), c.eval
+    kinds_file = root / "eval" / "ood_kinds.json"
+    if not kinds_file.exists():
+        raise SystemExit(f"{kinds_file}: not found; run the demo first (make demo)")
+    kinds = json.loads(kinds_file.read_text())
+    tasks = compare.ood_tasks(e.ood_questions, e.seed, kinds, part="test")
+    models = {n: root / d for n, d in MODELS.items() if (root / d).exists()}
+    cmp = compare.Comparison(models["pi_0"])
+    params = compare.sampling(cmp.tok, e)
+    lead = cmp.tok.encode(LEAD_IN, add_special_tokens=False)
+    prompts = [
+        chat_prompt_ids(
+            cmp.tok,
+            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": t.question}],
+            [],
+        )
+        for t in tasks
+    ]
+
+    def replies(ps: list[list[int]]) -> list[str]:
+        groups = cmp.engine.generate(ps, params, 1)
+        return [completion_text(cmp.tok, g[0].token_ids, params.stop_token_ids) for g in groups]
+
+    out: dict = {"workdir": str(root), "questions": len(tasks), "kinds": kinds}
+    for name, model in models.items():
+        cmp.load(model)
+        free = replies(prompts)
+        led = [LEAD_IN + x for x in replies([p + lead for p in prompts])]
+        out[name] = {
+            "free": accuracy(tasks, free),
+            "lead_in": accuracy(tasks, led),
+            "lead_in_replies": sum(x.startswith(LEAD_IN) for x in free),
+        }
+    cmp.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:]), indent=1))
