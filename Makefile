@@ -46,10 +46,11 @@ test: install lint sglang-env
 test-fast: install
 	PIVOTRL_SKIP_SGLANG=1 $(BIN)/python -m pytest -q -m "not slow and not sglang" $(PYTEST_ARGS)
 
-# Every benchmark but paper_claims.py (an hour on 2 CPU cores: `make paper-claims`) and
-# reliability_load.py (`make reliability`).
+# Every benchmark but paper_claims.py (an hour on 2 CPU cores: `make paper-claims`),
+# reliability_load.py (`make reliability`), and the two that read a finished demo run
+# (demo_tuning.py, whose grids take an hour, and ood_lead_in.py).
 bench: install
-	@for b in benchmarks/*.py; do case "$$b" in benchmarks/paper_claims.py|benchmarks/reliability_load.py) continue;; esac; \
+	@for b in benchmarks/*.py; do case "$$b" in benchmarks/paper_claims.py|benchmarks/reliability_load.py|benchmarks/demo_tuning.py|benchmarks/ood_lead_in.py) continue;; esac; \
 		echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # kill -9 at 10+ points per command, the SGLang server killed under training, then the load runs
