@@ -93,7 +93,11 @@ def test_sweep_overrides_copy_and_check_keys(pc):
         pc.with_overrides(c, "train.nope=1")
     assert pc.run_dir(Path("w"), "pivotrl", 0, "train.beta=0.05").name == "pivotrl-s0-trainbeta005"
     full = config_lib.load_config("configs/paper_claims.py")
-    assert len(full.sweep) == 8 and set(full.methods) >= {"sft", "pivotrl", "naive_rl", "e2e_rl"}
+    grid = {(lr, beta) for lr in (1e-4, 3e-4, 1e-3) for beta in (0.0, 0.1, 0.3)}
+    default = (full.train.learning_rate, full.train.beta)  # the reference run, not swept again
+    swept = [tuple(float(kv.split("=")[1]) for kv in o.split(",")) for _, o in full.sweep]
+    assert sorted(swept) == sorted(grid - {default})  # each point once
+    assert set(full.methods) >= {"sft", "pivotrl", "naive_rl", "e2e_rl"}
 
 
 def _items(turns, episodes, ood):
