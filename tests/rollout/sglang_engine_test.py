@@ -230,6 +230,16 @@ def test_failover_to_the_next_server(served):
     engine.close()
 
 
+def once_in_flight(engine: SglangEngine, settle_s: float = 0.25) -> None:
+    """Return `settle_s` after the engine has posted a request (so that the server has it), well
+    before a LONG generation ends (about 1 s for 4 samples on 2 cores): a fixed sleep from
+    the call's start raced the generation."""
+    deadline = time.monotonic() + 60
+    while not engine._in_flight and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(settle_s)
+
+
 def test_close_aborts_requests_in_flight(served):
     server, _, _ = served
     engine = SglangEngine([server.url])
@@ -243,7 +253,7 @@ def test_close_aborts_requests_in_flight(served):
 
     thread = threading.Thread(target=run)
     thread.start()
-    time.sleep(1.0)
+    once_in_flight(engine)
     engine.close()
     thread.join(timeout=60)
     assert not thread.is_alive()
@@ -259,12 +269,14 @@ def test_server_killed_mid_request_fails_after_retries(served):
     """Last in the module: it kills the server."""
     server, _, _ = served
     engine = SglangEngine([server.url], options=SglangEngineOptions(retries=2, backoff_s=0.05))
-    timer = threading.Timer(1.0, os.killpg, (server.pid, signal.SIGKILL))
-    timer.start()
+    killer = threading.Thread(
+        target=lambda: (once_in_flight(engine), os.killpg(server.pid, signal.SIGKILL))
+    )
+    killer.start()
     start = time.monotonic()
     with pytest.raises(SglangError, match="failed after 3 attempts") as info:
         engine.generate([[4, 5, 6]], LONG, n=4)
-    timer.join()
+    killer.join()
     assert time.monotonic() - start < 60
     assert server.url in str(info.value) and "rid" in str(info.value)
     assert "ConnectionError" in str(info.value)
