@@ -60,6 +60,10 @@ def main(argv: list[str]) -> dict:
         raise SystemExit(f"{kinds_file}: not found; run the demo first (make demo)")
     kinds = json.loads(kinds_file.read_text())
     tasks = compare.ood_tasks(e.ood_questions, e.seed, kinds, part="test")
+    if not tasks:
+        raise SystemExit(
+            f"{kinds_file}: no out-of-domain kind passed the demo's probe; nothing to ask"
+        )
     models = {n: root / d for n, d in MODELS.items() if (root / d).exists()}
     cmp = compare.Comparison(models["pi_0"])
     params = compare.sampling(cmp.tok, e)
@@ -78,16 +82,18 @@ def main(argv: list[str]) -> dict:
         return [completion_text(cmp.tok, g[0].token_ids, params.stop_token_ids) for g in groups]
 
     out: dict = {"workdir": str(root), "questions": len(tasks), "kinds": kinds}
-    for name, model in models.items():
-        cmp.load(model)
-        free = replies(prompts)
-        led = [LEAD_IN + x for x in replies([p + lead for p in prompts])]
-        out[name] = {
-            "free": accuracy(tasks, free),
-            "lead_in": accuracy(tasks, led),
-            "lead_in_replies": sum(x.startswith(LEAD_IN) for x in free),
-        }
-    cmp.close()
+    try:
+        for name, model in models.items():
+            cmp.load(model)
+            free = replies(prompts)
+            led = [LEAD_IN + x for x in replies([p + lead for p in prompts])]
+            out[name] = {
+                "free": accuracy(tasks, free),
+                "lead_in": accuracy(tasks, led),
+                "lead_in_replies": sum(x.startswith(LEAD_IN) for x in free),
+            }
+    finally:
+        cmp.close()
     return out
 
 
