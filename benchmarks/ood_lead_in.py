@@ -9,8 +9,10 @@ On the demo's evaluation questions (the test part, the kinds pi_0 answers reliab
 asks them), greedy: `free` is the reply as the demo scores it; `lead_in` puts "The answer is"
 after the generation prompt and scores "The answer is" + the continuation, so the answer is no
 longer the reply's first token. `lead_in_replies` counts the free replies that start with "The
-answer is". A model whose `free` accuracy falls while its `lead_in` accuracy holds has lost the
-format (the distribution of its first token, the position in-domain RL trains), not the facts
+answer is". Accuracy in percent with 95% intervals, overall ("all") and per kind, and each
+model's paired change against pi_0 on the same questions (`eval.compare.ood_by_kind`). A model
+whose `free` accuracy falls while its `lead_in` accuracy holds has lost the format (the
+distribution of its first token, the position in-domain RL trains), not the facts
 (docs/demo.md). Prints one JSON object.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,22 +29,9 @@ LEAD_IN = "The answer is"
 MODELS = {"pi_0": "base/model", "sft": "sft_model", "pivotrl": "final"}
 
 
-def accuracy(tasks, texts) -> dict:
-    from pivotrl_jax.envs.ood import score
-
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for t, x in zip(tasks, texts, strict=True):
-        by_kind[t.kind].append(score(t, x))
-    every = [s for v in by_kind.values() for s in v]
-    return {
-        "all": round(100 * sum(every) / len(every), 2),
-        **{k: round(100 * sum(v) / len(v), 2) for k, v in sorted(by_kind.items())},
-    }
-
-
 def main(argv: list[str]) -> dict:
     from pivotrl_jax.config import load_config
-    from pivotrl_jax.envs.ood import SYSTEM_PROMPT
+    from pivotrl_jax.envs.ood import OodEnv, score
     from pivotrl_jax.eval import compare
     from pivotrl_jax.rollout.text import chat_prompt_ids, completion_text
 
@@ -68,32 +56,31 @@ def main(argv: list[str]) -> dict:
     cmp = compare.Comparison(models["pi_0"])
     params = compare.sampling(cmp.tok, e)
     lead = cmp.tok.encode(LEAD_IN, add_special_tokens=False)
-    prompts = [
-        chat_prompt_ids(
-            cmp.tok,
-            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": t.question}],
-            [],
-        )
-        for t in tasks
-    ]
+    prompts = [chat_prompt_ids(cmp.tok, OodEnv(t).initial_messages(), []) for t in tasks]
 
     def replies(ps: list[list[int]]) -> list[str]:
         groups = cmp.engine.generate(ps, params, 1)
         return [completion_text(cmp.tok, g[0].token_ids, params.stop_token_ids) for g in groups]
 
-    out: dict = {"workdir": str(root), "questions": len(tasks), "kinds": kinds}
+    texts: dict[str, dict[str, list[str]]] = {"free": {}, "lead_in": {}}
     try:
         for name, model in models.items():
             cmp.load(model)
-            free = replies(prompts)
-            led = [LEAD_IN + x for x in replies([p + lead for p in prompts])]
-            out[name] = {
-                "free": accuracy(tasks, free),
-                "lead_in": accuracy(tasks, led),
-                "lead_in_replies": sum(x.startswith(LEAD_IN) for x in free),
-            }
+            texts["free"][name] = replies(prompts)
+            led = replies([p + lead for p in prompts])
+            texts["lead_in"][name] = [LEAD_IN + x for x in led]
     finally:
         cmp.close()
+    out: dict = {"workdir": str(root), "questions": len(tasks), "kinds": kinds}
+    for mode, by_model in texts.items():  # "all" and per kind, each with its paired change
+        scores = {m: {"ood": [score(t, x) for t, x in zip(tasks, v)]} for m, v in by_model.items()}
+        out[mode] = {
+            **compare.ood_by_kind(scores, ["all"] * len(tasks)),
+            **compare.ood_by_kind(scores, [t.kind for t in tasks]),
+        }
+    out["lead_in_replies"] = {
+        m: sum(x.startswith(LEAD_IN) for x in v) for m, v in texts["free"].items()
+    }
     return out
 
 

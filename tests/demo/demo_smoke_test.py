@@ -89,8 +89,8 @@ def test_demo_smoke_end_to_end_and_reuse(tmp_path, capsys):
     lead = ood_lead_in.main(["--config=configs/demo.py:smoke", f"--config.workdir={wd}"])
     assert lead["questions"] == 4
     for m in MODELS:
-        assert lead[m]["free"]["all"] == pytest.approx(report["ood_accuracy"][m]["mean"])
-        assert 0 <= lead[m]["lead_in_replies"] <= 4
+        assert lead["free"]["all"][m]["mean"] == pytest.approx(report["ood_accuracy"][m]["mean"])
+        assert 0 <= lead["lead_in_replies"][m] <= 4
 
     # A second run reuses every stage.
     assert cli.main(argv) == 0
