@@ -26,7 +26,9 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             # pi_0's pretraining mix: out-of-domain questions, and in-domain trajectories of which
             # some task kinds are absent and some carry deliberately wrong actions.
             pretrain_per_domain=1000,
-            pretrain_ood=1500,
+            # 3000 question rows and 3000 steps: pi_0 answers the questions about the 26 words
+            # of envs/ood.py (1500 and 1500 served a 12-word list; docs/demo.md)
+            pretrain_ood=3000,
             absent_kind_fraction=0.25,  # of each domain's task kinds, never shown to pi_0
             noisy_kind_fraction=0.25,  # kinds whose actions are corrupted with noise_rate
             noise_rate=0.5,
@@ -50,7 +52,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
                 )
             ),
             vocab_size=1024,
-            steps=1500,  # optimizer steps of whole-trajectory SFT (sequences packed into rows)
+            steps=3000,  # optimizer steps of whole-trajectory SFT (sequences packed into rows)
             batch_size=8,  # trajectories per step
             learning_rate=3e-3,
             warmup_steps=50,
@@ -105,8 +107,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         dict(
             heldout_per_domain=400,  # expert trajectories of evaluation sessions (~2.5 turns each)
             episodes_per_domain=512,
-            # at most: distinct questions of the test part only (`compare.ood_part`), and the
-            # kinds pi_0 answers reliably (about a 12-word list) have ~165 there, asked once each
+            # distinct questions of the test part only (`compare.ood_part`), asked once each, of
+            # the kinds pi_0 answers reliably (on a 26-word list: more than 512 there)
             ood_questions=512,
             ood_probe=256,  # validation-part questions, to choose the kinds pi_0 answers reliably
             ood_min_accuracy=0.8,

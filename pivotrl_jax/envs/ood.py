@@ -1,10 +1,12 @@
 """Out-of-domain, non-agentic questions with exact answers: addition, and questions about the
-spelling and order of the words of a 12-word list (reverse, sort or count letters, first and
+spelling and order of the words of a 26-word list (reverse, sort or count letters, first and
 last letter, which letter a word contains, which of two words comes first).
 
-The word list is short on purpose: the demo's tiny pi_0 learns these facts for 12 words within
-its pretraining budget, but not for 20 (docs/demo.md), and out-of-domain forgetting can only be
-measured on questions pi_0 answers.
+The list has one word per initial letter, so which of two words comes first is decided by their
+first letters, and its size is what the demo's tiny pi_0 learns within its pretraining budget
+(3000 steps, 3000 question rows): the 650 ordered pairs give the evaluation more than 512
+distinct questions of kinds pi_0 answers reliably, and out-of-domain forgetting can only be
+measured on questions pi_0 answers (docs/demo.md, "The out-of-domain question space").
 
 They measure what PivotRL claims to keep: skills outside the trained agentic domain. A task is
 one question; `score(task, completion)` is 1.0 when the completion's answer equals the expected
@@ -32,7 +34,10 @@ from pivotrl_jax.rewards.actions import strip_reasoning
 
 DOMAIN = "ood"
 SYSTEM_PROMPT = "Answer the question. Give the final answer on the last line."
-_WORDS = "lamp garden river pencil window rocket banana planet silver orange castle tunnel"
+_WORDS = (
+    "apple banana castle dragon eagle forest garden harbor island jacket kitten lamp mirror "
+    "needle orange pencil queen river silver tunnel umbrella violin window xylophone yellow zebra"
+)
 WORDS = _WORDS.split()
 _COMMON_FIRST = "etaoinshrdlucmfwypvbgkjqxz"  # letters, most frequent in English first
 _PREFIX = re.compile(r"^(?:the answer is|answer\s*:)\s*", re.IGNORECASE)

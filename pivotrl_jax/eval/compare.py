@@ -59,9 +59,9 @@ def ood_tasks(
 ) -> list[Any]:
     """Up to `n` evaluation questions with distinct texts, only of `kinds` when given, only of
     `part` ("test" or "validation", `ood_part`) when given, and none whose text is in `exclude`
-    (drawn in session order). Some kinds have few distinct questions (a word list of 12 words):
-    when the draw stops finding new ones the list is shorter than `n`, so that no question is
-    counted twice as if it were independent evidence."""
+    (drawn in session order). Some kinds have few distinct questions (one per word of a
+    26-word list): when the draw stops finding new ones the list is shorter than `n`, so that no
+    question is counted twice as if it were independent evidence."""
     from pivotrl_jax.envs import generate_tasks
 
     if part is not None and part not in OOD_PARTS:

@@ -16,7 +16,7 @@ def test_generators_fingerprint_follows_the_source(tmp_path):
     shutil.copytree(src, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert demo.generators_fingerprint(copy) == demo.generators_fingerprint()
     ood = copy / "ood.py"
-    ood.write_text(ood.read_text().replace("lamp garden", "lamp meadow"))
+    ood.write_text(ood.read_text().replace("lamp mirror", "lamp meadow"))
     assert demo.generators_fingerprint(copy) != demo.generators_fingerprint()
 
 

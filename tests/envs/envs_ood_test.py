@@ -102,3 +102,26 @@ def test_expert_answers_after_a_lead_in():
             reply = expert(t, seed)([], [])["content"]
             assert reply == f"The answer is {t.answer}."
             assert score(t, reply) == 1.0
+
+
+def test_word_questions_fill_the_evaluation():
+    """One word per initial letter (which of two comes first is their first letters' order), and
+    the test part of the question space holds the evaluation's 512 distinct questions of the
+    word kinds the demo's pi_0 answered at least 80% of the time on validation questions
+    (`runs/demo/eval/ood_kinds.json`); the validation part is disjoint from it."""
+    from pivotrl_jax.envs.ood import WORDS
+    from pivotrl_jax.eval import compare
+
+    assert len(WORDS) == len({w[0] for w in WORDS}) == 26
+    kinds = ["alphabetical_first", "count_letter", "first_letter", "last_letter"]
+    kinds += ["reverse_word", "sort_letters"]
+    test = compare.ood_tasks(512, seed=1, kinds=kinds, part="test")
+    validation = compare.ood_tasks(512, seed=1, kinds=kinds, part="validation")
+    assert len({t.question for t in test}) == 512
+    assert {t.kind for t in test} == set(kinds)
+    assert 150 < len(validation) < 512  # a third of the space: every distinct question there
+    assert not {t.question for t in test} & {t.question for t in validation}
+    for t in test:
+        if t.kind == "alphabetical_first":
+            a, b = re.fullmatch(r".*order, (\w+) or (\w+)\?", t.question).groups()
+            assert t.answer == (a if a[0] < b[0] else b)
