@@ -34,11 +34,15 @@ def test_validation_ood_is_disjoint_from_evaluation_and_probe():
     assert not set(questions) & test
     setting = (c.train.learning_rate, c.train.beta, c.select.lambda_diff)
     assert setting in dt.RL_GRID  # the demo's setting is a point
-    # The word kinds' 108 questions are split: some validate, the others are evaluated.
+    # The word kinds' questions (per word: 2 phrasings reversed, 1 sorted, 1 count per letter
+    # of the word and of "e" and "a") are split: some validate, the others are evaluated.
+    from pivotrl_jax.envs.ood import WORDS
+
+    space = sum(3 + len(set(w) | {"e", "a"}) for w in WORDS)
     words = ["count_letter", "reverse_word", "sort_letters"]
     wval = {t.question for t in dt.validation_ood(c, words, 200)}
     wtest = {t.question for t in ood_tasks(e.ood_questions, e.seed, words, part="test")}
-    assert wval and wtest and not wval & wtest and len(wval | wtest) == 108
+    assert wval and wtest and not wval & wtest and len(wval | wtest) == space
 
 
 def test_rl_choice_keeps_out_of_domain_accuracy_then_maximises_acceptance():
