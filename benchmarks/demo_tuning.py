@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 BASE_GRID = (
     "",
-    "base.steps=3000",
-    "base.hidden_size=128",
-    "base.hidden_size=128,base.steps=3000",
+    "base.steps=1500",
+    "base.steps=6000",
+    "base.model.hidden_size=192,base.model.intermediate_size=384",
 )
 SFT_GRID = [(lr, epochs) for lr in (1e-4, 3e-4, 1e-3) for epochs in (1.0, 2.0)]
 RL_GRID = (  # (learning rate, KL beta, the pivot filter's lambda_diff)
