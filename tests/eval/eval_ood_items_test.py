@@ -3,25 +3,13 @@ all of them once, never the same question counted twice."""
 
 import pytest
 
-from pivotrl_jax.envs.ood import WORDS
 from pivotrl_jax.eval.compare import ood_tasks
 
-WORD_KINDS = ["count_letter", "reverse_word", "sort_letters"]
+WORD_KINDS = ["count_letter", "reverse_word", "sort_letters"]  # the `word_kind_questions` fixture's
 
 
-def _word_kind_questions() -> set[str]:
-    """Every question the three word kinds can ask, enumerated from the word list."""
-    out = set()
-    for w in WORDS:
-        out |= {f"Reverse the word {w}.", f"Write {w} backwards."}
-        out.add(f"Write the letters of {w} in alphabetical order.")
-        for letter in set(w) | {"e", "a"}:
-            out.add(f"How many times does the letter {letter} appear in {w}?")
-    return out
-
-
-def test_a_small_question_space_is_returned_whole_and_once():
-    space = _word_kind_questions()
+def test_a_small_question_space_is_returned_whole_and_once(word_kind_questions):
+    space = word_kind_questions
     tasks = ood_tasks(512, seed=1, kinds=WORD_KINDS)
     questions = [t.question for t in tasks]
     assert len(questions) == len(set(questions))
@@ -43,7 +31,7 @@ def test_a_large_space_gives_n_distinct_questions_and_respects_exclude():
     assert ood_tasks(10, seed=5, kinds=[]) == []
 
 
-def test_test_and_validation_parts_split_every_kind_by_question_text():
+def test_test_and_validation_parts_split_every_kind_by_question_text(word_kind_questions):
     from pivotrl_jax.envs import generate_tasks
     from pivotrl_jax.eval.compare import ood_part
 
@@ -54,7 +42,7 @@ def test_test_and_validation_parts_split_every_kind_by_question_text():
     assert not tq & vq
     assert all(ood_part(q) == "test" for q in tq) and all(ood_part(q) == "validation" for q in vq)
     # the word kinds' closed space is split, not given whole to either part
-    words = _word_kind_questions()
+    words = word_kind_questions
     assert (words & tq) | (words & vq) == words
     assert 0.2 < len(words & vq) / len(words) < 0.45
     assert len(tq) == len(vq) == len(whole) == 2000
